@@ -1,0 +1,22 @@
+//! dovetail: multi-master mailbox replication.
+//!
+//! Layers, each depending only on the ones above it in this list:
+//!
+//! - [`model`]: checked newtypes (UIDs, GUIDs, blob ids, names, flags, UID sets).
+//! - [`crdt`]: the sans-IO core: segment and account documents on automerge, the mailbox
+//!   causal context, the UID engine (claims, dead UIDs, renumbering), flags, expunges, digest.
+//! - [`store`]: the storage trait, sled and in-memory engines, the typed tables (document
+//!   chunks, the mailbox view, blobs, identity, sync state).
+//! - [`sync`]: per-peer, per-document automerge sync sessions.
+//! - [`node`]: one replica (a data dir): local operations, applying remote changes in
+//!   causal order, renumbering, offline sync of two data dirs.
+//! - [`diff`]: comparing replicas record by record.
+//! - [`cli`]: the `dovetail` command line.
+
+pub mod cli;
+pub mod crdt;
+pub mod diff;
+pub mod model;
+pub mod node;
+pub mod store;
+pub mod sync;

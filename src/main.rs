@@ -1,0 +1,20 @@
+use clap::Parser;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DOVETAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = dovetail::cli::Cli::parse();
+    match dovetail::cli::run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let e: anyhow::Error = e.into();
+            eprintln!("dovetail: error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+use super::ModelError;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+macro_rules! hex_id {
+    ($(#[$doc:meta])* $name:ident, $len:expr, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+            /// Builds the id from exactly the right number of bytes.
+            pub fn from_slice(b: &[u8]) -> Option<Self> {
+                b.try_into().ok().map($name)
+            }
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), &hex::encode(self.0)[..8])
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = ModelError;
+            fn try_from(s: &str) -> Result<Self, ModelError> {
+                let err = || ModelError::Hex { kind: $kind, value: s.to_string(), len: 2 * $len };
+                let v = hex::decode(s).map_err(|_| err())?;
+                Self::from_slice(&v).ok_or_else(err)
+            }
+        }
+    };
+}
+
+hex_id!(
+    /// A message: 128 bits minted by the node that accepted the write. One GUID is one
+    /// message in one mailbox; COPY mints a new one.
+    Guid, 16, "GUID"
+);
+hex_id!(
+    /// A message body: the sha256 of its raw RFC 5322 bytes.
+    BlobId, 32, "blob id"
+);
+hex_id!(
+    /// A mailbox incarnation: derived from (account, creation name, generation) so that
+    /// concurrent creates of one name on two nodes name the same mailbox.
+    MailboxId, 16, "mailbox id"
+);
+hex_id!(
+    /// A node: its ed25519 public key (the libp2p identity). Ties are broken by its bytes.
+    NodeId, 32, "node id"
+);
+
+impl BlobId {
+    /// The content address of `bytes`.
+    pub fn of(bytes: &[u8]) -> BlobId {
+        BlobId(Sha256::digest(bytes).into())
+    }
+}
+
+impl Guid {
+    /// A fresh random GUID.
+    pub fn random() -> Guid {
+        Guid(rand::random())
+    }
+}
+
+impl MailboxId {
+    /// The id of the `generation`-th mailbox created under `name` in `account`.
+    pub fn derive(account: &str, name: &str, generation: u32) -> MailboxId {
+        let mut h = Sha256::new();
+        h.update(b"dovetail-mailbox\0");
+        h.update(account.as_bytes());
+        h.update([0]);
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(generation.to_be_bytes());
+        let d: [u8; 32] = h.finalize().into();
+        MailboxId(d[..16].try_into().expect("16 bytes"))
+    }
+}
+
+/// An operation id: (Lamport counter, node). Total order: counter first, then node bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpId {
+    pub counter: u64,
+    pub node: NodeId,
+}

@@ -1,0 +1,436 @@
+//! The local operations on accounts, mailboxes and messages. Each validates everything
+//! first, then writes in one transaction that is flushed before it returns.
+
+use super::message::{check_message, NewMessage};
+use super::replica::{account_doc, Replica};
+use super::NodeError;
+use crate::crdt::account::Account;
+use crate::crdt::segment::{LocalOp, SegmentRef};
+use crate::crdt::view::{MailboxMeta, ViewRow};
+use crate::model::{AccountName, BlobId, Flag, FlagSet, Guid, MailboxName, Uid, UidSet, UidValidity};
+use crate::store::tables;
+use crate::store::Tx;
+use std::collections::BTreeMap;
+
+/// How `flags` changes the flags of the selected messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlagOp {
+    Add(FlagSet),
+    Remove(FlagSet),
+    Replace(FlagSet),
+}
+
+impl TryFrom<&str> for FlagOp {
+    type Error = NodeError;
+    /// `+FLAGS`, `-FLAGS` or `=FLAGS`, e.g. `+\Seen $Work`.
+    fn try_from(s: &str) -> Result<Self, NodeError> {
+        let s = s.trim();
+        let (op, rest) = s.split_at(s.chars().next().map_or(0, char::len_utf8));
+        let flags = Flag::parse_list(rest)?;
+        match op {
+            "+" => Ok(FlagOp::Add(flags)),
+            "-" => Ok(FlagOp::Remove(flags)),
+            "=" => Ok(FlagOp::Replace(flags)),
+            _ => Err(NodeError::Model(crate::model::ModelError::Flag(format!(
+                "{s} (start with +, - or =)"
+            )))),
+        }
+    }
+}
+
+/// One mailbox as `status` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MailboxStatus {
+    pub account: String,
+    pub name: String,
+    pub id: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub messages: u64,
+    pub unseen: u64,
+    pub highest_modseq: u64,
+    pub digest: String,
+}
+
+impl Replica {
+    /// Creates an account with its INBOX.
+    pub fn create_account(&mut self, a: &AccountName) -> Result<(), NodeError> {
+        self.write(|r, tx| {
+            if r.account(tx, a)?.is_some() {
+                return Err(NodeError::AccountExists(a.to_string()));
+            }
+            r.create_account_in(tx, a)
+        })
+    }
+
+    fn create_account_in(&mut self, tx: &mut Tx<'_>, a: &AccountName) -> Result<(), NodeError> {
+        let mut acc = Account::new(&self.node);
+        acc.create(a, &MailboxName::inbox())?;
+        self.put_account(tx, a, acc);
+        Ok(())
+    }
+
+    /// Creates a mailbox (and the account, with its INBOX, if it does not exist yet).
+    pub fn create_mailbox(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+    ) -> Result<UidValidity, NodeError> {
+        self.write(|r, tx| {
+            if r.account(tx, a)?.is_none() {
+                r.create_account_in(tx, a)?;
+                if name.is_inbox() {
+                    return Ok(r.find(tx, a, name)?.uidvalidity);
+                }
+            }
+            let mut acc = r.account_or_err(tx, a)?;
+            if r.listed(tx, &acc)?.iter().any(|l| &l.name == name) {
+                return Err(NodeError::MailboxExists(name.to_string()));
+            }
+            let e = acc.create(a, name)?;
+            r.put_account(tx, a, acc);
+            Ok(e.uidvalidity)
+        })
+    }
+
+    /// Renames a mailbox.
+    pub fn rename_mailbox(
+        &mut self,
+        a: &AccountName,
+        from: &MailboxName,
+        to: &MailboxName,
+    ) -> Result<(), NodeError> {
+        self.write(|r, tx| {
+            if from.is_inbox() {
+                return Err(NodeError::Inbox("renamed"));
+            }
+            let e = r.find(tx, a, from)?;
+            let mut acc = r.account_or_err(tx, a)?;
+            if r.listed(tx, &acc)?.iter().any(|l| &l.name == to) {
+                return Err(NodeError::MailboxExists(to.to_string()));
+            }
+            acc.rename(&e.id, to)?;
+            r.put_account(tx, a, acc);
+            Ok(())
+        })
+    }
+
+    /// Deletes a mailbox: expunges the messages this node sees in it and marks it deleted.
+    /// A message appended concurrently elsewhere survives and brings the mailbox back.
+    pub fn delete_mailbox(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+        now: i64,
+    ) -> Result<(), NodeError> {
+        self.write(|r, tx| {
+            if name.is_inbox() {
+                return Err(NodeError::Inbox("deleted"));
+            }
+            let e = r.find(tx, a, name)?;
+            let rows = tables::rows(tx.kv(), &e.id)?;
+            let guids: Vec<Guid> = rows.iter().map(|(_, row)| row.guid).collect();
+            r.expunge_guids(tx, a, &e.id, &guids, now)?;
+            let mut acc = r.account_or_err(tx, a)?;
+            acc.delete(&e.id)?;
+            r.put_account(tx, a, acc);
+            Ok(())
+        })
+    }
+
+    /// The mailboxes of an account, as listed, with their status.
+    pub fn status(&mut self, a: &AccountName) -> Result<Vec<MailboxStatus>, NodeError> {
+        let kv = std::sync::Arc::clone(&self.kv);
+        let tx = Tx::new(kv.as_ref());
+        let acc = self.account_or_err(&tx, a)?;
+        let mut out = Vec::new();
+        for l in self.listed(&tx, &acc)? {
+            let m = tx.mailbox_meta(&l.entry.id)?.unwrap_or_else(MailboxMeta::new);
+            out.push(MailboxStatus {
+                account: a.to_string(),
+                name: l.name.to_string(),
+                id: l.entry.id.to_hex(),
+                uidvalidity: l.entry.uidvalidity.get(),
+                uidnext: m.uidnext_u32(),
+                messages: m.exists,
+                unseen: m.unseen,
+                highest_modseq: m.highest_modseq,
+                digest: format!("{:032x}", m.digest),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The visible messages of a mailbox in UID order.
+    pub fn list(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+    ) -> Result<Vec<(Uid, ViewRow)>, NodeError> {
+        let kv = std::sync::Arc::clone(&self.kv);
+        let tx = Tx::new(kv.as_ref());
+        let e = self.find(&tx, a, name)?;
+        Ok(tables::rows(kv.as_ref(), &e.id)?)
+    }
+
+    /// Appends messages (validated first; none is stored if one is bad). Returns each
+    /// message's UID and GUID, in order, once they are durable.
+    pub fn append(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+        msgs: Vec<NewMessage>,
+        now: i64,
+    ) -> Result<Vec<(Uid, Guid)>, NodeError> {
+        for m in &msgs {
+            check_message(&m.name, &m.bytes, self.opts.max_message_size)?;
+        }
+        self.write(|r, tx| {
+            let e = r.find(tx, a, name)?;
+            let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
+            let mut out = Vec::with_capacity(msgs.len());
+            let mut rest = &msgs[..];
+            while !rest.is_empty() {
+                let seg = r.open_segment(&mut meta);
+                let (gen, count) = meta.open_segment.expect("set by open_segment");
+                let room = (r.opts.segment_capacity - count).max(1) as usize;
+                let (now_batch, later) = rest.split_at(room.min(rest.len()));
+                rest = later;
+                let mut ops = Vec::with_capacity(now_batch.len() * 3);
+                let mut blobs = Vec::with_capacity(now_batch.len());
+                for (i, m) in now_batch.iter().enumerate() {
+                    let blob = BlobId::of(&m.bytes);
+                    r.kv.blob_put(blob.as_bytes(), &m.bytes)?;
+                    let uid = uid_at(meta.uidnext + i as u64)
+                        .ok_or_else(|| NodeError::UidsExhausted(name.to_string()))?;
+                    let guid = Guid::random();
+                    ops.push(LocalOp::Add {
+                        guid,
+                        blob,
+                        size: m.bytes.len() as u64,
+                        internal_date: m.internal_date,
+                    });
+                    ops.push(LocalOp::Claim { guid, uid });
+                    for f in &m.flags {
+                        ops.push(LocalOp::SetFlag {
+                            guid,
+                            flag: f.clone(),
+                        });
+                    }
+                    if !blobs.contains(&blob) {
+                        blobs.push(blob);
+                    }
+                    out.push((uid, guid));
+                }
+                meta.open_segment = Some((gen, count + now_batch.len() as u64));
+                r.local_change(tx, a, &e.id, &mut meta, seg, &ops, blobs, now)?;
+            }
+            tx.put_mailbox_meta(&e.id, &meta);
+            Ok(out)
+        })
+    }
+
+    /// Changes flags of the messages in `set`. Returns (UID, new flags) per message.
+    pub fn store_flags(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+        set: &UidSet,
+        op: &FlagOp,
+        now: i64,
+    ) -> Result<Vec<(Uid, FlagSet)>, NodeError> {
+        self.write(|r, tx| {
+            let e = r.find(tx, a, name)?;
+            let rows = select(tx, &e.id, set)?;
+            let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
+            let mut by_seg: BTreeMap<SegmentRef, Vec<LocalOp>> = BTreeMap::new();
+            for (_, row) in &rows {
+                let home = home_of(tx, &e.id, &row.guid)?;
+                let have = &row.flags;
+                let (add, del): (Vec<&Flag>, Vec<&Flag>) = match op {
+                    FlagOp::Add(f) => (f.difference(have).collect(), vec![]),
+                    FlagOp::Remove(f) => (vec![], f.intersection(have).collect()),
+                    FlagOp::Replace(f) => (f.difference(have).collect(), have.difference(f).collect()),
+                };
+                let ops = by_seg.entry(home).or_default();
+                for f in add {
+                    ops.push(LocalOp::SetFlag { guid: row.guid, flag: f.clone() });
+                }
+                for f in del {
+                    ops.push(LocalOp::ClearFlag { guid: row.guid, flag: f.clone() });
+                }
+            }
+            for (seg, ops) in by_seg {
+                r.local_change(tx, a, &e.id, &mut meta, seg, &ops, vec![], now)?;
+            }
+            tx.put_mailbox_meta(&e.id, &meta);
+            let mut out = Vec::new();
+            for (uid, row) in rows {
+                let rec = tx.view(e.id).msg_rec(&row.guid)?;
+                out.push((uid, rec.map(|m| m.flags).unwrap_or_default()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Expunges the messages in `set`. Returns their UIDs.
+    pub fn expunge(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+        set: &UidSet,
+        now: i64,
+    ) -> Result<Vec<Uid>, NodeError> {
+        self.write(|r, tx| {
+            let e = r.find(tx, a, name)?;
+            let rows = select(tx, &e.id, set)?;
+            let guids: Vec<Guid> = rows.iter().map(|(_, row)| row.guid).collect();
+            r.expunge_guids(tx, a, &e.id, &guids, now)?;
+            Ok(rows.into_iter().map(|(u, _)| u).collect())
+        })
+    }
+
+    fn expunge_guids(
+        &mut self,
+        tx: &mut Tx<'_>,
+        a: &AccountName,
+        mb: &crate::model::MailboxId,
+        guids: &[Guid],
+        now: i64,
+    ) -> Result<(), NodeError> {
+        let mut meta = tx.mailbox_meta(mb)?.unwrap_or_else(MailboxMeta::new);
+        let mut by_seg: BTreeMap<SegmentRef, Vec<LocalOp>> = BTreeMap::new();
+        for g in guids {
+            let home = home_of(tx, mb, g)?;
+            by_seg.entry(home).or_default().push(LocalOp::Expunge { guid: *g });
+        }
+        for (seg, ops) in by_seg {
+            self.local_change(tx, a, mb, &mut meta, seg, &ops, vec![], now)?;
+        }
+        tx.put_mailbox_meta(mb, &meta);
+        Ok(())
+    }
+
+    /// Copies (or moves) the messages in `set` to mailbox `to`: each copy is a new message
+    /// sharing the blob, with the same flags. Returns (source UID, new UID) pairs.
+    pub fn copy(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+        set: &UidSet,
+        to: &MailboxName,
+        remove_source: bool,
+        now: i64,
+    ) -> Result<Vec<(Uid, Uid)>, NodeError> {
+        self.write(|r, tx| {
+            let src = r.find(tx, a, name)?;
+            let dst = r.find(tx, a, to)?;
+            let rows = select(tx, &src.id, set)?;
+            let mut out = Vec::new();
+            if !rows.is_empty() {
+                let mut meta = tx.mailbox_meta(&dst.id)?.unwrap_or_else(MailboxMeta::new);
+                let seg = r.open_segment(&mut meta);
+                let (gen, count) = meta.open_segment.expect("set by open_segment");
+                let mut ops = Vec::new();
+                let mut blobs = Vec::new();
+                for (i, (old, row)) in rows.iter().enumerate() {
+                    let guid = Guid::random();
+                    let uid = uid_at(meta.uidnext + i as u64)
+                        .ok_or_else(|| NodeError::UidsExhausted(to.to_string()))?;
+                    ops.push(LocalOp::Add {
+                        guid,
+                        blob: row.blob,
+                        size: row.size,
+                        internal_date: row.internal_date,
+                    });
+                    ops.push(LocalOp::Claim { guid, uid });
+                    for f in &row.flags {
+                        ops.push(LocalOp::SetFlag { guid, flag: f.clone() });
+                    }
+                    if !blobs.contains(&row.blob) {
+                        blobs.push(row.blob);
+                    }
+                    out.push((*old, uid));
+                }
+                meta.open_segment = Some((gen, count + rows.len() as u64));
+                r.local_change(tx, a, &dst.id, &mut meta, seg, &ops, blobs, now)?;
+                tx.put_mailbox_meta(&dst.id, &meta);
+                if remove_source {
+                    let guids: Vec<Guid> = rows.iter().map(|(_, row)| row.guid).collect();
+                    r.expunge_guids(tx, a, &src.id, &guids, now)?;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Renumbers the homeless messages of every mailbox where this node is due to (see
+    /// [`MailboxMeta::renumber_due`]). Returns how many messages got new claims.
+    pub fn renumber_due(&mut self, now: i64) -> Result<usize, NodeError> {
+        let mut total = 0;
+        for a in self.accounts()? {
+            let kv = std::sync::Arc::clone(&self.kv);
+            let tx = Tx::new(kv.as_ref());
+            let acc = self.account_or_err(&tx, &a)?;
+            let ids: Vec<_> = acc.entries().into_iter().map(|e| e.id).collect();
+            drop(tx);
+            for mb in ids {
+                let grace = self.opts.renumber_grace_secs;
+                total += self.write(|r, tx| {
+                    let Some(mut meta) = tx.mailbox_meta(&mb)? else {
+                        return Ok(0);
+                    };
+                    if !meta.renumber_due(&r.node, now, grace) {
+                        return Ok(0);
+                    }
+                    let plan = meta
+                        .renumber_plan()
+                        .ok_or_else(|| NodeError::UidsExhausted(mb.to_hex()))?;
+                    let ops: Vec<LocalOp> = plan
+                        .iter()
+                        .map(|(guid, uid)| LocalOp::Claim { guid: *guid, uid: *uid })
+                        .collect();
+                    let seg = r.open_segment(&mut meta);
+                    r.local_change(tx, &a, &mb, &mut meta, seg, &ops, vec![], now)?;
+                    tx.put_mailbox_meta(&mb, &meta);
+                    Ok(plan.len())
+                })?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Whether an account exists here.
+    pub fn has_account(&self, a: &AccountName) -> Result<bool, NodeError> {
+        Ok(self.kv.get(&tables::key_doc_meta(&account_doc(a)))?.is_some())
+    }
+}
+
+fn uid_at(n: u64) -> Option<Uid> {
+    u32::try_from(n).ok().and_then(Uid::new)
+}
+
+/// The visible rows whose UID is in `set`.
+fn select(
+    tx: &Tx<'_>,
+    mb: &crate::model::MailboxId,
+    set: &UidSet,
+) -> Result<Vec<(Uid, ViewRow)>, NodeError> {
+    let rows = tables::rows(tx.kv(), mb)?;
+    let largest = rows.last().map(|(u, _)| *u);
+    Ok(rows
+        .into_iter()
+        .filter(|(u, _)| set.contains(*u, largest))
+        .collect())
+}
+
+fn home_of(
+    tx: &mut Tx<'_>,
+    mb: &crate::model::MailboxId,
+    g: &Guid,
+) -> Result<SegmentRef, NodeError> {
+    tx.view(*mb)
+        .msg_rec(g)?
+        .map(|m| m.home)
+        .ok_or_else(|| NodeError::Io(format!("message {g} has no record")))
+}

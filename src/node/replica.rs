@@ -1,0 +1,566 @@
+//! The replica: a store, a node identity and a cache of open documents. Every operation
+//! gathers its writes in one [`Tx`]; the public operations commit and flush before returning,
+//! so a returned `Ok` is durable.
+
+use super::{identity, NodeError};
+use crate::crdt::account::{Account, Listed, MailboxEntry};
+use crate::crdt::meta::ChangeMeta;
+use crate::crdt::segment::{LocalOp, Segment, SegmentRef};
+use crate::crdt::view::{self, MailboxMeta, ViewEvent};
+use crate::model::{AccountName, BlobId, MailboxId, MailboxName, NodeId};
+use crate::store::tables::{self, key_pending, prefix_pending, DocMeta};
+use crate::store::{Kv, SledKv, StoreError, Tx};
+use crate::sync::DocSession;
+use automerge::{AutoCommit, ChangeHash};
+use libp2p_identity::Keypair;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Tunables of a replica.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Largest message accepted, in bytes.
+    pub max_message_size: u64,
+    /// Messages per segment document before the node opens a new one.
+    pub segment_capacity: u64,
+    /// Seconds a node waits before renumbering homeless messages it did not claim.
+    pub renumber_grace_secs: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_message_size: 64 * 1024 * 1024,
+            segment_capacity: 65_536,
+            renumber_grace_secs: 30,
+        }
+    }
+}
+
+/// A document id: `acct/<account>` or `seg/<account>/<mailbox id>/<node>/<generation>`.
+pub(crate) fn account_doc(a: &AccountName) -> String {
+    format!("acct/{a}")
+}
+
+pub(crate) fn segment_doc(a: &AccountName, mb: &MailboxId, s: &SegmentRef) -> String {
+    format!("seg/{a}/{mb}/{}/{}", s.node, s.gen)
+}
+
+/// What a document id names.
+pub(crate) enum DocKind {
+    Account(AccountName),
+    Segment(AccountName, MailboxId, SegmentRef),
+}
+
+pub(crate) fn parse_doc_id(id: &str) -> Option<DocKind> {
+    let p: Vec<&str> = id.split('/').collect();
+    match p.as_slice() {
+        ["acct", a] => Some(DocKind::Account(AccountName::try_from(*a).ok()?)),
+        ["seg", a, mb, node, gen] => Some(DocKind::Segment(
+            AccountName::try_from(*a).ok()?,
+            MailboxId::try_from(*mb).ok()?,
+            SegmentRef {
+                node: NodeId::try_from(*node).ok()?,
+                gen: gen.parse().ok()?,
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// One node's data.
+pub struct Replica {
+    pub(crate) kv: Arc<dyn Kv>,
+    pub(crate) node: NodeId,
+    pub(crate) opts: Options,
+    /// Open documents and the metadata of what is persisted of them.
+    pub(crate) docs: HashMap<String, (AutoCommit, DocMeta)>,
+}
+
+impl Replica {
+    /// Creates a data dir and its node identity.
+    pub fn init(dir: &Path) -> Result<NodeId, NodeError> {
+        if dir.join("db").exists() {
+            return Err(NodeError::AlreadyInitialized(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| NodeError::Io(format!("{}: {e}", dir.display())))?;
+        let kv = SledKv::open(dir)?;
+        let key = identity::generate(None);
+        kv.apply(vec![(tables::KEY_IDENTITY.to_vec(), Some(identity::encode(&key)))])?;
+        kv.flush()?;
+        Ok(identity::node_id(&key))
+    }
+
+    /// Opens an existing data dir.
+    pub fn open(dir: &Path, opts: Options) -> Result<Replica, NodeError> {
+        if !dir.join("db").exists() {
+            return Err(NodeError::NoDataDir(dir.to_path_buf()));
+        }
+        let kv = SledKv::open(dir)?;
+        Replica::with_kv(Arc::new(kv), None, opts)
+    }
+
+    /// Opens a replica on any store; creates the identity (from `seed`, if given) when the
+    /// store has none. Used by tests and simulations with the in-memory store.
+    pub fn with_kv(
+        kv: Arc<dyn Kv>,
+        seed: Option<[u8; 32]>,
+        opts: Options,
+    ) -> Result<Replica, NodeError> {
+        let key: Keypair = match kv.get(tables::KEY_IDENTITY)? {
+            Some(b) => identity::decode(&b)?,
+            None => {
+                let k = identity::generate(seed);
+                kv.apply(vec![(tables::KEY_IDENTITY.to_vec(), Some(identity::encode(&k)))])?;
+                kv.flush()?;
+                k
+            }
+        };
+        Ok(Replica {
+            node: identity::node_id(&key),
+            kv,
+            opts,
+            docs: HashMap::new(),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub fn kv(&self) -> &dyn Kv {
+        self.kv.as_ref()
+    }
+
+    /// Runs `f` on a fresh transaction and commits and flushes what it wrote. On error
+    /// nothing is written, and open documents (which may hold the failed operation's
+    /// uncommitted changes) are dropped from the cache.
+    pub(crate) fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self, &mut Tx<'_>) -> Result<T, NodeError>,
+    ) -> Result<T, NodeError> {
+        // The transaction borrows the store, the closure borrows the replica: give the
+        // transaction its own handle on the store.
+        let kv = Arc::clone(&self.kv);
+        let mut tx = Tx::new(kv.as_ref());
+        match f(self, &mut tx) {
+            Ok(v) => {
+                tx.commit()?;
+                self.kv.flush()?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.docs.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Loads a document into the cache (or creates an empty one with `create`).
+    pub(crate) fn doc<'s>(
+        &'s mut self,
+        tx: &Tx<'_>,
+        id: &str,
+        create: bool,
+    ) -> Result<Option<&'s mut (AutoCommit, DocMeta)>, NodeError> {
+        if !self.docs.contains_key(id) {
+            match tx.load_doc(id)? {
+                Some((mut am, meta)) => {
+                    am.set_actor(crate::crdt::segment::actor(&self.node));
+                    self.docs.insert(id.to_string(), (am, meta));
+                }
+                None if create => {
+                    let am = AutoCommit::new().with_actor(crate::crdt::segment::actor(&self.node));
+                    self.docs.insert(id.to_string(), (am, DocMeta::default()));
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.docs.get_mut(id))
+    }
+
+    /// Persists the changes of a cached document into `tx`.
+    pub(crate) fn save(&mut self, tx: &mut Tx<'_>, id: &str) {
+        if let Some((am, meta)) = self.docs.get_mut(id) {
+            tx.save_doc(id, am, meta);
+        }
+    }
+
+    /// Drops cached documents to bound memory (they are reloaded on demand).
+    pub fn close_docs(&mut self) {
+        self.docs.clear();
+    }
+
+    // ---- accounts and mailboxes ----
+
+    /// The account document, if the account exists.
+    pub(crate) fn account(
+        &mut self,
+        tx: &Tx<'_>,
+        a: &AccountName,
+    ) -> Result<Option<Account>, NodeError> {
+        let id = account_doc(a);
+        let node = self.node;
+        Ok(self
+            .doc(tx, &id, false)?
+            .map(|(am, _)| Account::from_doc(am.fork(), &node)))
+    }
+
+    pub(crate) fn account_or_err(
+        &mut self,
+        tx: &Tx<'_>,
+        a: &AccountName,
+    ) -> Result<Account, NodeError> {
+        self.account(tx, a)?
+            .ok_or_else(|| NodeError::UnknownAccount(a.to_string()))
+    }
+
+    /// Writes back an account document changed through [`Replica::account`].
+    pub(crate) fn put_account(&mut self, tx: &mut Tx<'_>, a: &AccountName, acc: Account) {
+        let id = account_doc(a);
+        let meta = self
+            .docs
+            .remove(&id)
+            .map(|(_, m)| m)
+            .unwrap_or_default();
+        let mut am = acc.doc;
+        am.set_actor(crate::crdt::segment::actor(&self.node));
+        self.docs.insert(id.clone(), (am, meta));
+        self.save(tx, &id);
+    }
+
+    /// The mailboxes of an account as listed.
+    pub(crate) fn listed(&mut self, tx: &Tx<'_>, acc: &Account) -> Result<Vec<Listed>, NodeError> {
+        let mut exists = HashMap::new();
+        for e in acc.entries() {
+            let n = tx.mailbox_meta(&e.id)?.map(|m| m.exists).unwrap_or(0);
+            exists.insert(e.id, n);
+        }
+        Ok(acc.listed(|id| exists.get(id).copied().unwrap_or(0) > 0))
+    }
+
+    /// Finds a listed mailbox by name.
+    pub(crate) fn find(
+        &mut self,
+        tx: &Tx<'_>,
+        a: &AccountName,
+        name: &MailboxName,
+    ) -> Result<MailboxEntry, NodeError> {
+        let acc = self.account_or_err(tx, a)?;
+        self.listed(tx, &acc)?
+            .into_iter()
+            .find(|l| &l.name == name)
+            .map(|l| l.entry)
+            .ok_or_else(|| NodeError::UnknownMailbox {
+                account: a.to_string(),
+                mailbox: name.to_string(),
+            })
+    }
+
+    /// Every account of this replica.
+    pub fn accounts(&self) -> Result<Vec<AccountName>, NodeError> {
+        let mut out = Vec::new();
+        self.kv.scan(&tables::key_doc_meta("acct/"), &mut |k, _| {
+            if let Ok(a) = AccountName::try_from(String::from_utf8_lossy(&k[6..]).as_ref()) {
+                out.push(a);
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Every document and its heads.
+    pub fn doc_heads(&self) -> Result<Vec<(String, Vec<[u8; 32]>)>, NodeError> {
+        let mut out = Vec::new();
+        let mut err = None;
+        self.kv.scan(b"H", &mut |k, v| {
+            match tables::decode::<DocMeta>(k, v) {
+                Ok(m) => out.push((String::from_utf8_lossy(&k[1..]).into_owned(), m.heads)),
+                Err(e) => {
+                    err = Some(e);
+                    return false;
+                }
+            }
+            true
+        })?;
+        match err {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+
+    // ---- local changes to a mailbox ----
+
+    /// Makes one change to a segment of a mailbox, carrying the mailbox causal context, and
+    /// applies its facts to the view.
+    pub(crate) fn local_change(
+        &mut self,
+        tx: &mut Tx<'_>,
+        a: &AccountName,
+        mb: &MailboxId,
+        meta: &mut MailboxMeta,
+        seg: SegmentRef,
+        ops: &[LocalOp],
+        blobs: Vec<BlobId>,
+        now: i64,
+    ) -> Result<Vec<ViewEvent>, NodeError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seq = meta.next_seq(&self.node);
+        let mut clock = meta.applied.clone();
+        clock.insert(self.node, seq);
+        let cm = ChangeMeta {
+            node: self.node,
+            clock,
+            lamport: meta.lamport + 1,
+            blobs,
+        };
+        let id = segment_doc(a, mb, &seg);
+        let node = self.node;
+        let (am, _) = self.doc(tx, &id, true)?.expect("created");
+        let mut s = Segment::from_doc(std::mem::take(am), &node, seg);
+        let facts = s.commit(ops, &cm);
+        *am = s.doc;
+        let facts = facts?;
+        self.save(tx, &id);
+        meta.applied.insert(self.node, seq);
+        meta.lamport = cm.lamport;
+        Ok(view::apply_facts(&mut tx.view(*mb), meta, &facts, now)?)
+    }
+
+    /// This node's open segment of a mailbox with room for at least one message.
+    pub(crate) fn open_segment(&self, meta: &mut MailboxMeta) -> SegmentRef {
+        let (gen, count) = meta.open_segment.unwrap_or((0, 0));
+        let gen = if count >= self.opts.segment_capacity {
+            meta.open_segment = Some((gen + 1, 0));
+            gen + 1
+        } else {
+            meta.open_segment = Some((gen, count));
+            gen
+        };
+        SegmentRef {
+            node: self.node,
+            gen,
+        }
+    }
+
+    // ---- remote changes ----
+
+    /// Stores a blob received from a peer (checked against its id).
+    pub fn put_blob(&self, id: &BlobId, bytes: &[u8]) -> Result<bool, NodeError> {
+        if BlobId::of(bytes) != *id {
+            return Ok(false);
+        }
+        self.kv.blob_put(id.as_bytes(), bytes)?;
+        Ok(true)
+    }
+
+    pub fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, NodeError> {
+        Ok(self.kv.blob_get(id.as_bytes())?)
+    }
+
+    /// The next sync message for `peer` about document `doc`, if any.
+    pub fn sync_generate(&mut self, peer: &NodeId, doc: &str) -> Result<Option<Vec<u8>>, NodeError> {
+        self.write(|r, tx| {
+            let key = tables::key_sync_state(peer, doc);
+            let mut session = match tx.get_raw(&key)? {
+                Some(b) => DocSession::decode(&b)?,
+                None => DocSession::new(),
+            };
+            let Some((am, _)) = r.doc(tx, doc, true)? else {
+                return Ok(None);
+            };
+            let msg = session.generate(am);
+            tx.put_raw(key, session.encode());
+            Ok(msg)
+        })
+    }
+
+    /// Applies a sync message from `peer` about document `doc`. Changes it brings are kept
+    /// in the document at once, and reach the view once causally deliverable and their blobs
+    /// are here. Returns the blobs still missing.
+    pub fn sync_receive(
+        &mut self,
+        peer: &NodeId,
+        doc: &str,
+        msg: &[u8],
+        now: i64,
+    ) -> Result<Vec<BlobId>, NodeError> {
+        let kind = parse_doc_id(doc)
+            .ok_or_else(|| NodeError::Io(format!("peer sent a bad document id {doc:?}")))?;
+        self.write(|r, tx| {
+            let key = tables::key_sync_state(peer, doc);
+            let mut session = match tx.get_raw(&key)? {
+                Some(b) => DocSession::decode(&b)?,
+                None => DocSession::new(),
+            };
+            let (am, _) = r.doc(tx, doc, true)?.expect("created");
+            let before = am.get_heads();
+            session.receive(am, msg)?;
+            let new: Vec<ChangeHash> = am.get_changes(&before).iter().map(|c| c.hash()).collect();
+            tx.put_raw(key, session.encode());
+            r.save(tx, doc);
+            let DocKind::Segment(a, mb, _) = kind else {
+                return Ok(Vec::new());
+            };
+            for h in &new {
+                tx.put_raw(key_pending(&mb, h), doc.as_bytes().to_vec());
+            }
+            r.deliver(tx, &a, &mb, now)
+        })
+    }
+
+    /// Applies every pending change of every mailbox that can be applied now (after blobs
+    /// arrived). Returns the blobs still missing.
+    pub fn deliver_all(&mut self, now: i64) -> Result<Vec<BlobId>, NodeError> {
+        let mut mbs: Vec<MailboxId> = Vec::new();
+        self.kv.scan(b"P", &mut |k, _| {
+            if let Some(m) = MailboxId::from_slice(&k[1..17]) {
+                if mbs.last() != Some(&m) {
+                    mbs.push(m);
+                }
+            }
+            true
+        })?;
+        let mut missing = Vec::new();
+        for mb in mbs {
+            let mut doc = None;
+            self.kv.scan(&prefix_pending(&mb), &mut |_, v| {
+                doc = Some(String::from_utf8_lossy(v).into_owned());
+                false
+            })?;
+            if let Some(DocKind::Segment(a, mb, _)) = doc.as_deref().and_then(parse_doc_id) {
+                missing.extend(self.write(|r, tx| r.deliver(tx, &a, &mb, now))?);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Applies the pending changes of a mailbox in causal order, as far as possible.
+    fn deliver(
+        &mut self,
+        tx: &mut Tx<'_>,
+        a: &AccountName,
+        mb: &MailboxId,
+        now: i64,
+    ) -> Result<Vec<BlobId>, NodeError> {
+        let mut pending: Vec<(ChangeHash, String)> = Vec::new();
+        let mut raw = Vec::new();
+        tx.kv().scan(&prefix_pending(mb), &mut |k, v| {
+            raw.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        for (k, v) in raw {
+            // The scan does not see this transaction's writes: check it is still pending.
+            if tx.get_raw(&k)?.is_none() {
+                continue;
+            }
+            let h = ChangeHash(k[17..49].try_into().map_err(|_| StoreError::Corrupt {
+                key: hex::encode(&k),
+                why: "bad pending key".into(),
+            })?);
+            pending.push((h, String::from_utf8_lossy(&v).into_owned()));
+        }
+        // Changes written in this transaction (not visible to the scan).
+        // sync_receive writes them before calling deliver, so collect from the tx too.
+        for (h, d) in tx_pending(tx, mb) {
+            if !pending.iter().any(|(p, _)| *p == h) {
+                pending.push((h, d));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut meta = tx.mailbox_meta(mb)?.unwrap_or_else(MailboxMeta::new);
+        // Decode every pending change once; deliver in Lamport order (a change's
+        // dependencies all have smaller counters), repeating while progress is made.
+        let mut items = Vec::new();
+        for (h, d) in pending {
+            let node = self.node;
+            let Some((am, _)) = self.doc(tx, &d, false)? else {
+                continue;
+            };
+            let Some(change) = am.get_change_by_hash(&h) else {
+                continue;
+            };
+            match change.message().map(ChangeMeta::decode) {
+                Some(Ok(cm)) => items.push((cm, h, d)),
+                other => {
+                    tracing::warn!(doc = %d, change = %h, ?other, "ignoring a change without dovetail metadata");
+                    let _ = node;
+                    tx.delete(key_pending(mb, &h));
+                }
+            }
+        }
+        items.sort_by(|x, y| (x.0.lamport, x.0.node).cmp(&(y.0.lamport, y.0.node)));
+        let mut missing = Vec::new();
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for (cm, h, d) in &items {
+                if tx.get_raw(&key_pending(mb, h))?.is_none() {
+                    continue;
+                }
+                if cm.already_applied(&meta.applied) {
+                    tx.delete(key_pending(mb, h));
+                    continue;
+                }
+                if !cm.deliverable(&meta.applied) {
+                    continue;
+                }
+                let lacking: Vec<BlobId> = cm
+                    .blobs
+                    .iter()
+                    .filter(|b| !matches!(tx.kv().blob_has(b.as_bytes()), Ok(true)))
+                    .copied()
+                    .collect();
+                if !lacking.is_empty() {
+                    missing.extend(lacking);
+                    continue;
+                }
+                let Some(DocKind::Segment(_, _, seg)) = parse_doc_id(d) else {
+                    continue;
+                };
+                let node = self.node;
+                let (am, _) = self.doc(tx, d, false)?.expect("loaded above");
+                let change = am.get_change_by_hash(h).expect("present above");
+                let s = Segment::from_doc(std::mem::take(am), &node, seg);
+                let facts = s.facts_of(&change, cm);
+                *am = s.doc;
+                match facts {
+                    Ok(facts) => {
+                        view::apply_facts(&mut tx.view(*mb), &mut meta, &facts, now)?;
+                    }
+                    Err(e) => {
+                        // Every node skips the same malformed change, so views still agree.
+                        tracing::warn!(doc = %d, change = %h, error = %e, "skipping a malformed change");
+                    }
+                }
+                meta.applied.insert(cm.node, cm.seq());
+                meta.lamport = meta.lamport.max(cm.lamport);
+                tx.delete(key_pending(mb, h));
+                progress = true;
+            }
+        }
+        let _ = a;
+        tx.put_mailbox_meta(mb, &meta);
+        Ok(missing)
+    }
+}
+
+/// Pending entries written in `tx` but not yet applied to the store.
+fn tx_pending(tx: &Tx<'_>, mb: &MailboxId) -> Vec<(ChangeHash, String)> {
+    tx.pending_writes(&prefix_pending(mb))
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let h = ChangeHash(k.get(17..49)?.try_into().ok()?);
+            Some((h, String::from_utf8_lossy(&v).into_owned()))
+        })
+        .collect()
+}

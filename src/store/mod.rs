@@ -1,0 +1,58 @@
+//! Storage: a narrow key-value trait ([`Kv`]) with a sled implementation and an in-memory
+//! twin, and typed tables on top of it ([`tables`]): automerge document chunks, the mailbox
+//! view tables, blobs by sha256, node identity and per-peer sync state.
+//!
+//! Every write of one operation goes into one [`Tx`], applied as one atomic batch; a write is
+//! acknowledged only after [`Kv::flush`]. Callers group many writes under one flush.
+
+mod mem;
+mod sled_kv;
+pub mod tables;
+
+pub use mem::MemKv;
+pub use sled_kv::SledKv;
+pub use tables::{DocMeta, Tx};
+
+use std::path::Path;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record under key {key}: {why}")]
+    Corrupt { key: String, why: String },
+    #[error("document {doc}: {source}")]
+    Doc {
+        doc: String,
+        source: automerge::AutomergeError,
+    },
+}
+
+/// Writes of one atomic batch: `None` deletes.
+pub type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// The storage engine, reduced to what dovetail needs. Implementations must apply a batch
+/// atomically and make everything applied so far durable in [`Kv::flush`].
+pub trait Kv: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Calls `f` for every key with `prefix`, in key order, until it returns false.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+    fn apply(&self, batch: Batch) -> Result<(), StoreError>;
+    fn flush(&self) -> Result<(), StoreError>;
+    fn blob_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn blob_has(&self, id: &[u8; 32]) -> Result<bool, StoreError>;
+    /// Stores a blob (not yet durable: flushed with the next [`Kv::flush`]).
+    fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError>;
+    /// Approximate bytes on disk.
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+}
+
+/// Opens the sled store of a data dir.
+pub fn open_sled(dir: &Path) -> Result<SledKv, StoreError> {
+    SledKv::open(dir)
+}

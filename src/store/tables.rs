@@ -1,0 +1,291 @@
+//! The typed tables, all in one keyspace so that one operation is one atomic batch.
+//!
+//! | prefix | key                         | value                                   |
+//! |--------|-----------------------------|-----------------------------------------|
+//! | `D`    | doc id, 0, chunk index (be) | automerge chunk (snapshot or changes)   |
+//! | `H`    | doc id                      | [`DocMeta`]: heads, chunk range         |
+//! | `M`    | mailbox id                  | [`MailboxMeta`]                         |
+//! | `G`    | mailbox id, GUID            | [`MsgRec`]                              |
+//! | `U`    | mailbox id, UID (be)        | claims at that UID                      |
+//! | `V`    | mailbox id, UID (be)        | [`ViewRow`]: the visible message        |
+//! | `P`    | mailbox id, change hash     | doc id of a change not yet applied      |
+//! | `S`    | peer id, doc id             | automerge sync state                    |
+//! | `I`    |                             | node identity (ed25519 keypair)         |
+//!
+//! Blobs live in the engine's blob space, keyed by sha256.
+
+use super::{Kv, StoreError};
+use crate::crdt::view::{MailboxMeta, MsgRec, ViewRow, ViewTables};
+use crate::model::{Guid, MailboxId, NodeId, OpId, Uid};
+use automerge::{AutoCommit, ChangeHash};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Incremental chunks a document may accumulate before it is compacted into one snapshot.
+pub const COMPACT_AFTER: u64 = 64;
+
+/// Where a document's chunks are and what its heads are (so heads can be compared without
+/// loading the document).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocMeta {
+    pub heads: Vec<[u8; 32]>,
+    pub first_chunk: u64,
+    pub next_chunk: u64,
+}
+
+impl DocMeta {
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.heads.iter().map(|h| ChangeHash(*h)).collect()
+    }
+}
+
+pub fn key_doc_meta(doc: &str) -> Vec<u8> {
+    [b"H", doc.as_bytes()].concat()
+}
+fn key_chunk(doc: &str, i: u64) -> Vec<u8> {
+    [b"D", doc.as_bytes(), &[0], &i.to_be_bytes()].concat()
+}
+pub fn key_mailbox(mb: &MailboxId) -> Vec<u8> {
+    [b"M".as_slice(), mb.as_bytes()].concat()
+}
+fn key_msg(mb: &MailboxId, g: &Guid) -> Vec<u8> {
+    [b"G".as_slice(), mb.as_bytes(), g.as_bytes()].concat()
+}
+fn key_claims(mb: &MailboxId, uid: Uid) -> Vec<u8> {
+    [b"U".as_slice(), mb.as_bytes(), &uid.get().to_be_bytes()].concat()
+}
+fn key_row(mb: &MailboxId, uid: Uid) -> Vec<u8> {
+    [b"V".as_slice(), mb.as_bytes(), &uid.get().to_be_bytes()].concat()
+}
+/// Prefix of a mailbox's visible rows.
+pub fn prefix_rows(mb: &MailboxId) -> Vec<u8> {
+    [b"V".as_slice(), mb.as_bytes()].concat()
+}
+/// Prefix of a mailbox's message records.
+pub fn prefix_msgs(mb: &MailboxId) -> Vec<u8> {
+    [b"G".as_slice(), mb.as_bytes()].concat()
+}
+pub fn key_pending(mb: &MailboxId, h: &ChangeHash) -> Vec<u8> {
+    [b"P".as_slice(), mb.as_bytes(), &h.0].concat()
+}
+pub fn prefix_pending(mb: &MailboxId) -> Vec<u8> {
+    [b"P".as_slice(), mb.as_bytes()].concat()
+}
+pub fn key_sync_state(peer: &NodeId, doc: &str) -> Vec<u8> {
+    [b"S".as_slice(), peer.as_bytes(), doc.as_bytes()].concat()
+}
+pub const KEY_IDENTITY: &[u8] = b"I";
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("serializing to memory cannot fail")
+}
+
+pub fn decode<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(v).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        why: e.to_string(),
+    })
+}
+
+/// The writes of one operation, readable before they are applied.
+pub struct Tx<'a> {
+    kv: &'a dyn Kv,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(kv: &'a dyn Kv) -> Tx<'a> {
+        Tx {
+            kv,
+            writes: BTreeMap::new(),
+        }
+    }
+
+    pub fn kv(&self) -> &'a dyn Kv {
+        self.kv
+    }
+
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.kv.get(key),
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get_raw(key)? {
+            Some(v) => decode(key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_raw(&mut self, key: Vec<u8>, v: Vec<u8>) {
+        self.writes.insert(key, Some(v));
+    }
+
+    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, v: &T) {
+        self.writes.insert(key, Some(encode(v)));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Values written (not deleted) in this transaction under `prefix`.
+    pub fn pending_writes(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.writes
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect()
+    }
+
+    /// Applies every write as one atomic batch (not yet flushed).
+    pub fn commit(self) -> Result<(), StoreError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        self.kv.apply(self.writes.into_iter().collect())
+    }
+
+    // ---- documents ----
+
+    /// The metadata of a document, if it exists.
+    pub fn doc_meta(&self, doc: &str) -> Result<Option<DocMeta>, StoreError> {
+        self.get(&key_doc_meta(doc))
+    }
+
+    /// Loads a document from its chunks.
+    pub fn load_doc(&self, doc: &str) -> Result<Option<(AutoCommit, DocMeta)>, StoreError> {
+        let Some(meta) = self.doc_meta(doc)? else {
+            return Ok(None);
+        };
+        let err = |source| StoreError::Doc {
+            doc: doc.to_string(),
+            source,
+        };
+        let mut am = AutoCommit::new();
+        for i in meta.first_chunk..meta.next_chunk {
+            let k = key_chunk(doc, i);
+            let bytes = self.get_raw(&k)?.ok_or_else(|| StoreError::Corrupt {
+                key: doc.to_string(),
+                why: format!("chunk {i} missing"),
+            })?;
+            am.load_incremental(&bytes).map_err(err)?;
+        }
+        Ok(Some((am, meta)))
+    }
+
+    /// Persists what `doc` has beyond `meta.heads`: one incremental chunk, or a compacted
+    /// snapshot once enough chunks have piled up.
+    pub fn save_doc(&mut self, doc: &str, am: &mut AutoCommit, meta: &mut DocMeta) {
+        let heads: Vec<[u8; 32]> = am.get_heads().iter().map(|h| h.0).collect();
+        if heads == meta.heads && meta.next_chunk > 0 {
+            return;
+        }
+        if meta.next_chunk - meta.first_chunk >= COMPACT_AFTER {
+            for i in meta.first_chunk..meta.next_chunk {
+                self.delete(key_chunk(doc, i));
+            }
+            meta.first_chunk = meta.next_chunk;
+            let snapshot = am.save();
+            self.put_raw(key_chunk(doc, meta.next_chunk), snapshot);
+        } else {
+            let bytes = am.save_after(&meta.heads());
+            self.put_raw(key_chunk(doc, meta.next_chunk), bytes);
+        }
+        meta.next_chunk += 1;
+        meta.heads = heads;
+        self.put(key_doc_meta(doc), meta);
+    }
+
+    // ---- mailboxes ----
+
+    pub fn mailbox_meta(&self, mb: &MailboxId) -> Result<Option<MailboxMeta>, StoreError> {
+        self.get(&key_mailbox(mb))
+    }
+
+    pub fn put_mailbox_meta(&mut self, mb: &MailboxId, m: &MailboxMeta) {
+        self.put(key_mailbox(mb), m);
+    }
+
+    /// The view tables of one mailbox, for the UID engine.
+    pub fn view<'t>(&'t mut self, mb: MailboxId) -> ViewTx<'t, 'a> {
+        ViewTx { tx: self, mb }
+    }
+}
+
+/// [`ViewTables`] over a [`Tx`], for one mailbox.
+pub struct ViewTx<'t, 'a> {
+    tx: &'t mut Tx<'a>,
+    mb: MailboxId,
+}
+
+impl ViewTx<'_, '_> {
+    /// The record of a message.
+    pub fn msg_rec(&self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
+        self.tx.get(&key_msg(&self.mb, guid))
+    }
+}
+
+impl ViewTables for ViewTx<'_, '_> {
+    type Error = StoreError;
+
+    fn msg(&mut self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
+        self.tx.get(&key_msg(&self.mb, guid))
+    }
+    fn put_msg(&mut self, guid: &Guid, rec: &MsgRec) {
+        self.tx.put(key_msg(&self.mb, guid), rec);
+    }
+    fn claims_at(&mut self, uid: Uid) -> Result<Vec<(Guid, OpId)>, StoreError> {
+        Ok(self.tx.get(&key_claims(&self.mb, uid))?.unwrap_or_default())
+    }
+    fn put_claims_at(&mut self, uid: Uid, claims: &[(Guid, OpId)]) {
+        self.tx.put(key_claims(&self.mb, uid), &claims);
+    }
+    fn put_row(&mut self, uid: Uid, row: Option<&ViewRow>) {
+        match row {
+            Some(r) => self.tx.put(key_row(&self.mb, uid), r),
+            None => self.tx.delete(key_row(&self.mb, uid)),
+        }
+    }
+}
+
+/// Reads a mailbox's visible rows in UID order.
+pub fn rows(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<(Uid, ViewRow)>, StoreError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    kv.scan(&prefix_rows(mb), &mut |k, v| {
+        let uid = k[17..21]
+            .try_into()
+            .ok()
+            .map(u32::from_be_bytes)
+            .and_then(Uid::new);
+        match (uid, decode::<ViewRow>(k, v)) {
+            (Some(u), Ok(r)) => {
+                out.push((u, r));
+                true
+            }
+            (_, Err(e)) => {
+                err = Some(e);
+                false
+            }
+            (None, _) => {
+                err = Some(StoreError::Corrupt {
+                    key: hex::encode(k),
+                    why: "bad UID in key".into(),
+                });
+                false
+            }
+        }
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
