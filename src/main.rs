@@ -14,7 +14,7 @@ fn main() {
         Err(e) => {
             let e: anyhow::Error = e.into();
             eprintln!("dovetail: error: {e}");
-            std::process::exit(1);
+            std::process::exit(2);
         }
     }
 }

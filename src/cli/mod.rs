@@ -1,1 +1,164 @@
+//! The `dovetail` command line: argument definitions here, one function per command in
+//! [`commands`]. Every command takes `--data-dir DIR` (or `DOVETAIL_DATA_DIR`); listing
+//! commands take `--json`.
 
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub use commands::run;
+
+/// Errors of the command line (on top of the node's).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("--data-dir DIR (or DOVETAIL_DATA_DIR) is required")]
+    NoDataDir,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "dovetail", version, about = "Multi-master mailbox replication")]
+pub struct Cli {
+    /// The node's data dir.
+    #[arg(long, global = true, env = "DOVETAIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Largest message accepted, in bytes.
+    #[arg(long, global = true, env = "DOVETAIL_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
+    pub max_message_size: u64,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a data dir and node identity; prints the node id.
+    Init,
+    /// Create or list accounts.
+    Account {
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+    /// Create, rename, delete or list mailboxes.
+    Mailbox {
+        #[command(subcommand)]
+        cmd: MailboxCmd,
+    },
+    /// Append message files; prints `UID GUID` per message.
+    Append {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        mailbox: String,
+        /// Flags to set, e.g. '\Seen $Work'.
+        #[arg(long, allow_hyphen_values = true)]
+        flags: Option<String>,
+        /// Message files (`-` reads standard input).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List a mailbox: UID, GUID, flags, size, blob id, in UID order.
+    List {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        mailbox: String,
+    },
+    /// Change flags: +FLAGS adds, -FLAGS removes, =FLAGS replaces.
+    Flags {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        mailbox: String,
+        /// UID set, e.g. 3, 2:7, 1,4:*
+        #[arg(long)]
+        uid: String,
+        /// (+|-|=)FLAGS, e.g. '+\Seen $Work'
+        #[arg(allow_hyphen_values = true)]
+        change: String,
+    },
+    /// Expunge messages.
+    Expunge {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        mailbox: String,
+        #[arg(long)]
+        uid: String,
+    },
+    /// Copy messages to another mailbox (new messages sharing the blobs).
+    Copy(CopyArgs),
+    /// Move messages to another mailbox (copy, then expunge).
+    Move(CopyArgs),
+    /// Per mailbox: UIDVALIDITY, UIDNEXT, messages, unseen, digest.
+    Status {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Two-way offline sync of two stopped data dirs.
+    Sync { dir_a: PathBuf, dir_b: PathBuf },
+    /// Compare data dirs; exit 0 iff all converged.
+    Diff {
+        #[arg(required = true, num_args = 1..)]
+        dirs: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CopyArgs {
+    #[arg(long)]
+    pub account: String,
+    #[arg(long)]
+    pub mailbox: String,
+    #[arg(long)]
+    pub uid: String,
+    #[arg(long)]
+    pub to: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Create an account with its INBOX.
+    Create { account: String },
+    /// List accounts.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailboxCmd {
+    /// Create a mailbox (and the account, if new).
+    Create {
+        #[arg(long)]
+        account: String,
+        name: String,
+    },
+    /// Rename a mailbox.
+    Rename {
+        #[arg(long)]
+        account: String,
+        name: String,
+        new: String,
+    },
+    /// Delete a mailbox and its messages.
+    Delete {
+        #[arg(long)]
+        account: String,
+        name: String,
+    },
+    /// List mailboxes.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+}

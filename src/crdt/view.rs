@@ -69,8 +69,8 @@ pub struct MailboxMeta {
     pub unseen: u64,
     /// Order-independent hash of the visible rows: the wrapping sum of their hashes.
     pub digest: u128,
-    /// Messages with claims but no live claim, with their greatest claim's op id.
-    pub homeless: BTreeMap<Guid, OpId>,
+    /// Messages with claims but no live claim, with their greatest claim (op id, UID).
+    pub homeless: BTreeMap<Guid, (OpId, Uid)>,
     /// When (seconds, node clock) the homeless set last became non-empty.
     pub homeless_since: Option<i64>,
     /// This node's open segment (generation) and how many messages it holds.
@@ -96,23 +96,24 @@ impl MailboxMeta {
         if self.homeless.is_empty() {
             return false;
         }
-        self.homeless.values().any(|op| op.node == *me)
+        self.homeless.values().any(|(op, _)| op.node == *me)
             || self
                 .homeless_since
                 .is_some_and(|t| now.saturating_sub(t) >= grace_secs)
     }
 
-    /// The claims a renumbering makes: homeless messages ordered by their greatest claim's
-    /// op id (then GUID), given ascending UIDs from UIDNEXT. Every node that renumbers the same
+    /// The claims a renumbering makes: homeless messages ordered by their greatest claim
+    /// (op id, then its UID, so a batch keeps its order; then GUID), given ascending UIDs from UIDNEXT. Every node that renumbers the same
     /// homeless set from the same UIDNEXT makes the same claims, so duplicates are harmless.
     /// `None` if the 32-bit UID space would be exhausted.
     pub fn renumber_plan(&self) -> Option<Vec<(Guid, Uid)>> {
-        let mut order: Vec<(OpId, Guid)> = self.homeless.iter().map(|(g, o)| (*o, *g)).collect();
+        let mut order: Vec<(OpId, Uid, Guid)> =
+            self.homeless.iter().map(|(g, (o, u))| (*o, *u, *g)).collect();
         order.sort();
         order
             .into_iter()
             .enumerate()
-            .map(|(i, (_, g))| {
+            .map(|(i, (_, _, g))| {
                 let u = u32::try_from(self.uidnext + i as u64).ok()?;
                 Some((g, Uid::new(u)?))
             })
@@ -279,9 +280,9 @@ fn refresh<T: ViewTables>(
         }
     }
     let new_uid = best.map(|(_, u)| u);
-    match rec.claims.iter().map(|c| c.1).max() {
-        Some(op) if !rec.expunged && new_uid.is_none() => {
-            meta.homeless.insert(*guid, op);
+    match rec.claims.iter().map(|&(u, op)| (op, u)).max() {
+        Some(greatest) if !rec.expunged && new_uid.is_none() => {
+            meta.homeless.insert(*guid, greatest);
         }
         _ => {
             meta.homeless.remove(guid);

@@ -49,14 +49,14 @@ pub(crate) fn segment_doc(a: &AccountName, mb: &MailboxId, s: &SegmentRef) -> St
 
 /// What a document id names.
 pub(crate) enum DocKind {
-    Account(AccountName),
+    Account,
     Segment(AccountName, MailboxId, SegmentRef),
 }
 
 pub(crate) fn parse_doc_id(id: &str) -> Option<DocKind> {
     let p: Vec<&str> = id.split('/').collect();
     match p.as_slice() {
-        ["acct", a] => Some(DocKind::Account(AccountName::try_from(*a).ok()?)),
+        ["acct", a] => AccountName::try_from(*a).ok().map(|_| DocKind::Account),
         ["seg", a, mb, node, gen] => Some(DocKind::Segment(
             AccountName::try_from(*a).ok()?,
             MailboxId::try_from(*mb).ok()?,
@@ -76,6 +76,9 @@ pub struct Replica {
     pub(crate) opts: Options,
     /// Open documents and the metadata of what is persisted of them.
     pub(crate) docs: HashMap<String, (AutoCommit, DocMeta)>,
+    /// Live sync sessions by (peer, document). Only their persistent part (the shared
+    /// heads) is stored; the in-flight part must live as long as the connection.
+    sessions: HashMap<(NodeId, String), DocSession>,
 }
 
 impl Replica {
@@ -122,6 +125,7 @@ impl Replica {
             kv,
             opts,
             docs: HashMap::new(),
+            sessions: HashMap::new(),
         })
     }
 
@@ -365,19 +369,41 @@ impl Replica {
         Ok(self.kv.blob_get(id.as_bytes())?)
     }
 
+    /// The live session with `peer` about `doc`, restored from its persisted part if new.
+    fn session(
+        &mut self,
+        tx: &Tx<'_>,
+        peer: &NodeId,
+        doc: &str,
+    ) -> Result<DocSession, NodeError> {
+        if let Some(s) = self.sessions.remove(&(*peer, doc.to_string())) {
+            return Ok(s);
+        }
+        Ok(match tx.get_raw(&tables::key_sync_state(peer, doc))? {
+            Some(b) => DocSession::decode(&b)?,
+            None => DocSession::new(),
+        })
+    }
+
+    fn keep_session(&mut self, tx: &mut Tx<'_>, peer: &NodeId, doc: &str, s: DocSession) {
+        tx.put_raw(tables::key_sync_state(peer, doc), s.encode());
+        self.sessions.insert((*peer, doc.to_string()), s);
+    }
+
+    /// Ends every live session with `peer` (the connection closed).
+    pub fn end_sessions(&mut self, peer: &NodeId) {
+        self.sessions.retain(|(p, _), _| p != peer);
+    }
+
     /// The next sync message for `peer` about document `doc`, if any.
     pub fn sync_generate(&mut self, peer: &NodeId, doc: &str) -> Result<Option<Vec<u8>>, NodeError> {
         self.write(|r, tx| {
-            let key = tables::key_sync_state(peer, doc);
-            let mut session = match tx.get_raw(&key)? {
-                Some(b) => DocSession::decode(&b)?,
-                None => DocSession::new(),
+            let mut session = r.session(tx, peer, doc)?;
+            let msg = match r.doc(tx, doc, true)? {
+                Some((am, _)) => session.generate(am),
+                None => None,
             };
-            let Some((am, _)) = r.doc(tx, doc, true)? else {
-                return Ok(None);
-            };
-            let msg = session.generate(am);
-            tx.put_raw(key, session.encode());
+            r.keep_session(tx, peer, doc, session);
             Ok(msg)
         })
     }
@@ -395,16 +421,13 @@ impl Replica {
         let kind = parse_doc_id(doc)
             .ok_or_else(|| NodeError::Io(format!("peer sent a bad document id {doc:?}")))?;
         self.write(|r, tx| {
-            let key = tables::key_sync_state(peer, doc);
-            let mut session = match tx.get_raw(&key)? {
-                Some(b) => DocSession::decode(&b)?,
-                None => DocSession::new(),
-            };
+            let mut session = r.session(tx, peer, doc)?;
             let (am, _) = r.doc(tx, doc, true)?.expect("created");
             let before = am.get_heads();
-            session.receive(am, msg)?;
+            let received = session.receive(am, msg);
             let new: Vec<ChangeHash> = am.get_changes(&before).iter().map(|c| c.hash()).collect();
-            tx.put_raw(key, session.encode());
+            r.keep_session(tx, peer, doc, session);
+            received?;
             r.save(tx, doc);
             let DocKind::Segment(a, mb, _) = kind else {
                 return Ok(Vec::new());
