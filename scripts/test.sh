@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need, then runs every test.
+# Usage: bash scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# python3 runs the reference UID models in shared/ (when present) and future client tests.
+command -v python3 >/dev/null || need_apt+=(python3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "scripts/test.sh: missing ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+
+cargo build --quiet --bins
+cargo test "$@"
