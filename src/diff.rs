@@ -2,10 +2,10 @@
 //! first and only mailboxes whose digests (or counters) differ are compared row by row.
 //! Every replica is compared with the first one.
 
+use crate::crdt::view::ViewRow;
 use crate::model::{MailboxId, Uid};
 use crate::node::{NodeError, Replica};
 use crate::store::tables;
-use crate::crdt::view::ViewRow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -13,16 +13,68 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Difference {
-    Account { account: String, only_in: String },
-    Mailbox { account: String, mailbox: String, only_in: String },
-    Name { account: String, id: String, a: String, b: String },
-    UidValidity { account: String, mailbox: String, a: u32, b: u32 },
-    UidNext { account: String, mailbox: String, a: u32, b: u32 },
-    Message { account: String, mailbox: String, uid: u32, guid: String, only_in: String },
-    Uid { account: String, mailbox: String, guid: String, a: u32, b: u32 },
-    Guid { account: String, mailbox: String, uid: u32, a: String, b: String },
-    Flags { account: String, mailbox: String, uid: u32, a: String, b: String },
-    Blob { account: String, mailbox: String, uid: u32, a: String, b: String },
+    Account {
+        account: String,
+        only_in: String,
+    },
+    Mailbox {
+        account: String,
+        mailbox: String,
+        only_in: String,
+    },
+    Name {
+        account: String,
+        id: String,
+        a: String,
+        b: String,
+    },
+    UidValidity {
+        account: String,
+        mailbox: String,
+        a: u32,
+        b: u32,
+    },
+    UidNext {
+        account: String,
+        mailbox: String,
+        a: u32,
+        b: u32,
+    },
+    Message {
+        account: String,
+        mailbox: String,
+        uid: u32,
+        guid: String,
+        only_in: String,
+    },
+    Uid {
+        account: String,
+        mailbox: String,
+        guid: String,
+        a: u32,
+        b: u32,
+    },
+    Guid {
+        account: String,
+        mailbox: String,
+        uid: u32,
+        a: String,
+        b: String,
+    },
+    Flags {
+        account: String,
+        mailbox: String,
+        uid: u32,
+        a: String,
+        b: String,
+    },
+    Blob {
+        account: String,
+        mailbox: String,
+        uid: u32,
+        a: String,
+        b: String,
+    },
 }
 
 impl fmt::Display for Difference {
@@ -30,29 +82,76 @@ impl fmt::Display for Difference {
         use Difference::*;
         match self {
             Account { account, only_in } => write!(f, "account {account}: only in {only_in}"),
-            Mailbox { account, mailbox, only_in } => {
+            Mailbox {
+                account,
+                mailbox,
+                only_in,
+            } => {
                 write!(f, "{account}/{mailbox}: mailbox only in {only_in}")
             }
             Name { account, id, a, b } => write!(f, "{account}: mailbox {id} named {a:?} vs {b:?}"),
-            UidValidity { account, mailbox, a, b } => {
+            UidValidity {
+                account,
+                mailbox,
+                a,
+                b,
+            } => {
                 write!(f, "{account}/{mailbox}: UIDVALIDITY {a} vs {b}")
             }
-            UidNext { account, mailbox, a, b } => {
+            UidNext {
+                account,
+                mailbox,
+                a,
+                b,
+            } => {
                 write!(f, "{account}/{mailbox}: UIDNEXT {a} vs {b}")
             }
-            Message { account, mailbox, uid, guid, only_in } => {
-                write!(f, "{account}/{mailbox}: UID {uid} ({guid}) only in {only_in}")
+            Message {
+                account,
+                mailbox,
+                uid,
+                guid,
+                only_in,
+            } => {
+                write!(
+                    f,
+                    "{account}/{mailbox}: UID {uid} ({guid}) only in {only_in}"
+                )
             }
-            Uid { account, mailbox, guid, a, b } => {
+            Uid {
+                account,
+                mailbox,
+                guid,
+                a,
+                b,
+            } => {
                 write!(f, "{account}/{mailbox}: message {guid} at UID {a} vs {b}")
             }
-            Guid { account, mailbox, uid, a, b } => {
+            Guid {
+                account,
+                mailbox,
+                uid,
+                a,
+                b,
+            } => {
                 write!(f, "{account}/{mailbox}: UID {uid} is {a} vs {b}")
             }
-            Flags { account, mailbox, uid, a, b } => {
+            Flags {
+                account,
+                mailbox,
+                uid,
+                a,
+                b,
+            } => {
                 write!(f, "{account}/{mailbox}: UID {uid} flags ({a}) vs ({b})")
             }
-            Blob { account, mailbox, uid, a, b } => {
+            Blob {
+                account,
+                mailbox,
+                uid,
+                a,
+                b,
+            } => {
                 write!(f, "{account}/{mailbox}: UID {uid} blob {a} vs {b}")
             }
         }
@@ -91,7 +190,11 @@ fn snapshot(r: &mut Replica) -> Result<Snapshot, NodeError> {
 }
 
 fn flags(r: &ViewRow) -> String {
-    r.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(" ")
+    r.flags
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Compares every replica with the first; `labels` name them in the output.
@@ -110,7 +213,10 @@ pub fn diff(replicas: &mut [Replica], labels: &[String]) -> Result<Vec<Differenc
                 (Some(x), Some(y)) => (x, y),
                 (x, _) => {
                     let only_in = if x.is_some() { la } else { lb };
-                    out.push(Difference::Account { account: acc.clone(), only_in: only_in.clone() });
+                    out.push(Difference::Account {
+                        account: acc.clone(),
+                        only_in: only_in.clone(),
+                    });
                     continue;
                 }
             };
@@ -134,20 +240,37 @@ pub fn diff(replicas: &mut [Replica], labels: &[String]) -> Result<Vec<Differenc
                 };
                 let mailbox = x.name.clone();
                 if x.name != y.name {
-                    out.push(Difference::Name { account: acc.clone(), id: id.clone(), a: x.name.clone(), b: y.name.clone() });
+                    out.push(Difference::Name {
+                        account: acc.clone(),
+                        id: id.clone(),
+                        a: x.name.clone(),
+                        b: y.name.clone(),
+                    });
                 }
                 if x.uidvalidity != y.uidvalidity {
-                    out.push(Difference::UidValidity { account: acc.clone(), mailbox: mailbox.clone(), a: x.uidvalidity, b: y.uidvalidity });
+                    out.push(Difference::UidValidity {
+                        account: acc.clone(),
+                        mailbox: mailbox.clone(),
+                        a: x.uidvalidity,
+                        b: y.uidvalidity,
+                    });
                 }
                 if x.uidnext != y.uidnext {
-                    out.push(Difference::UidNext { account: acc.clone(), mailbox: mailbox.clone(), a: x.uidnext, b: y.uidnext });
+                    out.push(Difference::UidNext {
+                        account: acc.clone(),
+                        mailbox: mailbox.clone(),
+                        a: x.uidnext,
+                        b: y.uidnext,
+                    });
                 }
                 if x.digest == y.digest && x.messages == y.messages {
                     continue;
                 }
                 let mbid = MailboxId::try_from(id.as_str())?;
-                let ra: BTreeMap<Uid, ViewRow> = tables::rows(first.kv(), &mbid)?.into_iter().collect();
-                let rb: BTreeMap<Uid, ViewRow> = tables::rows(other.kv(), &mbid)?.into_iter().collect();
+                let ra: BTreeMap<Uid, ViewRow> =
+                    tables::rows(first.kv(), &mbid)?.into_iter().collect();
+                let rb: BTreeMap<Uid, ViewRow> =
+                    tables::rows(other.kv(), &mbid)?.into_iter().collect();
                 rows_diff(acc, &mailbox, &ra, &rb, la, lb, &mut out);
             }
         }
@@ -169,27 +292,63 @@ fn rows_diff(
     let uid_of_b: BTreeMap<_, _> = rb.iter().map(|(u, r)| (r.guid, *u)).collect();
     for (g, ua) in &uid_of_a {
         match uid_of_b.get(g) {
-            Some(ub) if ub != ua => out.push(Difference::Uid { account: account.clone(), mailbox: mailbox.clone(), guid: g.to_hex(), a: ua.get(), b: ub.get() }),
+            Some(ub) if ub != ua => out.push(Difference::Uid {
+                account: account.clone(),
+                mailbox: mailbox.clone(),
+                guid: g.to_hex(),
+                a: ua.get(),
+                b: ub.get(),
+            }),
             Some(_) => {}
-            None => out.push(Difference::Message { account: account.clone(), mailbox: mailbox.clone(), uid: ua.get(), guid: g.to_hex(), only_in: la.to_string() }),
+            None => out.push(Difference::Message {
+                account: account.clone(),
+                mailbox: mailbox.clone(),
+                uid: ua.get(),
+                guid: g.to_hex(),
+                only_in: la.to_string(),
+            }),
         }
     }
     for (g, ub) in &uid_of_b {
         if !uid_of_a.contains_key(g) {
-            out.push(Difference::Message { account: account.clone(), mailbox: mailbox.clone(), uid: ub.get(), guid: g.to_hex(), only_in: lb.to_string() });
+            out.push(Difference::Message {
+                account: account.clone(),
+                mailbox: mailbox.clone(),
+                uid: ub.get(),
+                guid: g.to_hex(),
+                only_in: lb.to_string(),
+            });
         }
     }
     for (u, x) in ra {
         let Some(y) = rb.get(u) else { continue };
         if x.guid != y.guid {
-            out.push(Difference::Guid { account: account.clone(), mailbox: mailbox.clone(), uid: u.get(), a: x.guid.to_hex(), b: y.guid.to_hex() });
+            out.push(Difference::Guid {
+                account: account.clone(),
+                mailbox: mailbox.clone(),
+                uid: u.get(),
+                a: x.guid.to_hex(),
+                b: y.guid.to_hex(),
+            });
             continue;
         }
         if x.flags != y.flags {
-            out.push(Difference::Flags { account: account.clone(), mailbox: mailbox.clone(), uid: u.get(), a: flags(x), b: flags(y) });
+            out.push(Difference::Flags {
+                account: account.clone(),
+                mailbox: mailbox.clone(),
+                uid: u.get(),
+                a: flags(x),
+                b: flags(y),
+            });
         }
         if x.blob != y.blob {
-            out.push(Difference::Blob { account: account.clone(), mailbox: mailbox.clone(), uid: u.get(), a: x.blob.to_hex(), b: y.blob.to_hex() });
+            out.push(Difference::Blob {
+                account: account.clone(),
+                mailbox: mailbox.clone(),
+                uid: u.get(),
+                a: x.blob.to_hex(),
+                b: y.blob.to_hex(),
+            });
         }
     }
 }

@@ -63,7 +63,8 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             match cmd {
                 AccountCmd::Create { account } => r.create_account(&acct(account)?)?,
                 AccountCmd::List => {
-                    let accounts: Vec<String> = r.accounts()?.iter().map(|a| a.to_string()).collect();
+                    let accounts: Vec<String> =
+                        r.accounts()?.iter().map(|a| a.to_string()).collect();
                     if cli.json {
                         print_json(json!(accounts));
                     } else {
@@ -201,7 +202,9 @@ fn mailbox(cli: &Cli, cmd: &MailboxCmd) -> Result<(), CliError> {
         MailboxCmd::Rename { account, name, new } => {
             r.rename_mailbox(&acct(account)?, &mbox(name)?, &mbox(new)?)?
         }
-        MailboxCmd::Delete { account, name } => r.delete_mailbox(&acct(account)?, &mbox(name)?, now())?,
+        MailboxCmd::Delete { account, name } => {
+            r.delete_mailbox(&acct(account)?, &mbox(name)?, now())?
+        }
         MailboxCmd::List { account } => {
             let st = r.status(&acct(account)?)?;
             if cli.json {
@@ -233,7 +236,10 @@ fn read_file(p: &Path) -> Result<Vec<u8>, CliError> {
 fn check_file(p: &Path, limit: u64) -> Result<(), CliError> {
     let name = p.display().to_string();
     let size = std::fs::metadata(p)
-        .map_err(|source| CliError::Read { path: name.clone(), source })?
+        .map_err(|source| CliError::Read {
+            path: name.clone(),
+            source,
+        })?
         .len();
     if size > limit {
         return Err(crate::node::NodeError::TooLarge { name, size, limit }.into());
@@ -300,7 +306,10 @@ fn copy(cli: &Cli, args: &CopyArgs, remove: bool) -> Result<(), CliError> {
         now(),
     )?;
     if cli.json {
-        let v: Vec<_> = res.iter().map(|(a, b)| json!({ "uid": a.get(), "new_uid": b.get() })).collect();
+        let v: Vec<_> = res
+            .iter()
+            .map(|(a, b)| json!({ "uid": a.get(), "new_uid": b.get() }))
+            .collect();
         print_json(json!(v));
     } else {
         for (a, b) in res {

@@ -18,11 +18,17 @@ use crate::model::ModelError;
 #[derive(Debug, thiserror::Error)]
 pub enum CrdtError {
     #[error("automerge: {0}")]
-    Automerge(#[from] automerge::AutomergeError),
+    Automerge(Box<automerge::AutomergeError>),
     #[error("malformed change metadata: {0}")]
     BadMeta(String),
     #[error("malformed document entry {key:?}: {why}")]
     BadEntry { key: String, why: String },
     #[error(transparent)]
     Model(#[from] ModelError),
+}
+
+impl From<automerge::AutomergeError> for CrdtError {
+    fn from(e: automerge::AutomergeError) -> Self {
+        CrdtError::Automerge(Box::new(e))
+    }
 }

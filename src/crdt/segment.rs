@@ -166,8 +166,14 @@ impl Segment {
                 }
             }
         }
-        self.doc
-            .commit_with(CommitOptions::default().with_message(meta.encode()));
+        let opts = || CommitOptions::default().with_message(meta.encode());
+        // automerge skips a put of the value a key already holds and a delete of a missing
+        // key (both happen when a remote change is in the document but not yet applied to
+        // the view), and commits nothing when no operation is left. The mailbox clock
+        // counts this change all the same, so it must exist: make it empty.
+        if self.doc.commit_with(opts()).is_none() {
+            self.doc.empty_change(opts());
+        }
         Ok(facts)
     }
 

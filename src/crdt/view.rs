@@ -107,8 +107,11 @@ impl MailboxMeta {
     /// homeless set from the same UIDNEXT makes the same claims, so duplicates are harmless.
     /// `None` if the 32-bit UID space would be exhausted.
     pub fn renumber_plan(&self) -> Option<Vec<(Guid, Uid)>> {
-        let mut order: Vec<(OpId, Uid, Guid)> =
-            self.homeless.iter().map(|(g, (o, u))| (*o, *u, *g)).collect();
+        let mut order: Vec<(OpId, Uid, Guid)> = self
+            .homeless
+            .iter()
+            .map(|(g, (o, u))| (*o, *u, *g))
+            .collect();
         order.sort();
         order
             .into_iter()
@@ -207,7 +210,9 @@ pub fn apply_facts<T: ViewTables>(
             Fact::Claim { guid, uid, op } => {
                 // Causal delivery puts a message's record before any claim on it; a claim on
                 // an unknown GUID can only come from a malformed change and is ignored.
-                let Some(mut rec) = t.msg(guid)? else { continue };
+                let Some(mut rec) = t.msg(guid)? else {
+                    continue;
+                };
                 if rec.claims.contains(&(*uid, *op)) {
                     continue;
                 }
@@ -227,7 +232,9 @@ pub fn apply_facts<T: ViewTables>(
                 flag,
                 present,
             } => {
-                let Some(mut rec) = t.msg(guid)? else { continue };
+                let Some(mut rec) = t.msg(guid)? else {
+                    continue;
+                };
                 let changed = if *present {
                     rec.flags.insert(flag.clone())
                 } else {
@@ -239,7 +246,9 @@ pub fn apply_facts<T: ViewTables>(
                 }
             }
             Fact::Expunge { guid } => {
-                let Some(mut rec) = t.msg(guid)? else { continue };
+                let Some(mut rec) = t.msg(guid)? else {
+                    continue;
+                };
                 if !rec.expunged {
                     rec.expunged = true;
                     t.put_msg(guid, &rec);

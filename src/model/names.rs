@@ -72,7 +72,8 @@ impl TryFrom<&str> for AccountName {
     fn try_from(s: &str) -> Result<Self, ModelError> {
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-@+".contains(c));
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@+".contains(c));
         if ok {
             Ok(AccountName(s.to_string()))
         } else {

@@ -99,7 +99,11 @@ impl UidSet {
         };
         let u = uid.get();
         self.0.iter().any(|&(a, b)| {
-            let (lo, hi) = if v(a) <= v(b) { (v(a), v(b)) } else { (v(b), v(a)) };
+            let (lo, hi) = if v(a) <= v(b) {
+                (v(a), v(b))
+            } else {
+                (v(b), v(a))
+            };
             lo <= u && u <= hi
         })
     }
@@ -113,7 +117,9 @@ impl TryFrom<&str> for UidSet {
             if t == "*" {
                 Ok(End::Star)
             } else if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-                Uid::try_from(t).map(|u| End::Num(u.get())).map_err(|_| bad())
+                Uid::try_from(t)
+                    .map(|u| End::Num(u.get()))
+                    .map_err(|_| bad())
             } else {
                 Err(bad())
             }

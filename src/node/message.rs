@@ -72,7 +72,13 @@ mod tests {
         let ok = b"From: a@b\r\nSubject: x\r\n  folded\r\n\r\nbody\r\n";
         assert!(check_message("m", ok, 1 << 20).is_ok());
         assert!(check_message("m", b"From: a@b", 1 << 20).is_ok());
-        for bad in [&b""[..], b"hello world\n", b"\r\nbody", b"From: a\nnot a header\n\nx", b": x\n"] {
+        for bad in [
+            &b""[..],
+            b"hello world\n",
+            b"\r\nbody",
+            b"From: a\nnot a header\n\nx",
+            b": x\n",
+        ] {
             assert!(check_message("m", bad, 1 << 20).is_err(), "{bad:?}");
         }
         assert!(matches!(

@@ -2,12 +2,14 @@
 //! first, then writes in one transaction that is flushed before it returns.
 
 use super::message::{check_message, NewMessage};
-use super::replica::{account_doc, Replica};
+use super::replica::{account_doc, LocalChange, Replica};
 use super::NodeError;
 use crate::crdt::account::Account;
 use crate::crdt::segment::{LocalOp, SegmentRef};
 use crate::crdt::view::{MailboxMeta, ViewRow};
-use crate::model::{AccountName, BlobId, Flag, FlagSet, Guid, MailboxName, Uid, UidSet, UidValidity};
+use crate::model::{
+    AccountName, BlobId, Flag, FlagSet, Guid, MailboxName, Uid, UidSet, UidValidity,
+};
 use crate::store::tables;
 use crate::store::Tx;
 use std::collections::BTreeMap;
@@ -145,7 +147,9 @@ impl Replica {
         let acc = self.account_or_err(&tx, a)?;
         let mut out = Vec::new();
         for l in self.listed(&tx, &acc)? {
-            let m = tx.mailbox_meta(&l.entry.id)?.unwrap_or_else(MailboxMeta::new);
+            let m = tx
+                .mailbox_meta(&l.entry.id)?
+                .unwrap_or_else(MailboxMeta::new);
             out.push(MailboxStatus {
                 account: a.to_string(),
                 name: l.name.to_string(),
@@ -223,7 +227,18 @@ impl Replica {
                     out.push((uid, guid));
                 }
                 meta.open_segment = Some((gen, count + now_batch.len() as u64));
-                r.local_change(tx, a, &e.id, &mut meta, seg, &ops, blobs, now)?;
+                r.local_change(
+                    tx,
+                    a,
+                    &e.id,
+                    &mut meta,
+                    LocalChange {
+                        seg,
+                        ops: &ops,
+                        blobs,
+                    },
+                    now,
+                )?;
             }
             tx.put_mailbox_meta(&e.id, &meta);
             Ok(out)
@@ -250,18 +265,37 @@ impl Replica {
                 let (add, del): (Vec<&Flag>, Vec<&Flag>) = match op {
                     FlagOp::Add(f) => (f.difference(have).collect(), vec![]),
                     FlagOp::Remove(f) => (vec![], f.intersection(have).collect()),
-                    FlagOp::Replace(f) => (f.difference(have).collect(), have.difference(f).collect()),
+                    FlagOp::Replace(f) => {
+                        (f.difference(have).collect(), have.difference(f).collect())
+                    }
                 };
                 let ops = by_seg.entry(home).or_default();
                 for f in add {
-                    ops.push(LocalOp::SetFlag { guid: row.guid, flag: f.clone() });
+                    ops.push(LocalOp::SetFlag {
+                        guid: row.guid,
+                        flag: f.clone(),
+                    });
                 }
                 for f in del {
-                    ops.push(LocalOp::ClearFlag { guid: row.guid, flag: f.clone() });
+                    ops.push(LocalOp::ClearFlag {
+                        guid: row.guid,
+                        flag: f.clone(),
+                    });
                 }
             }
             for (seg, ops) in by_seg {
-                r.local_change(tx, a, &e.id, &mut meta, seg, &ops, vec![], now)?;
+                r.local_change(
+                    tx,
+                    a,
+                    &e.id,
+                    &mut meta,
+                    LocalChange {
+                        seg,
+                        ops: &ops,
+                        blobs: vec![],
+                    },
+                    now,
+                )?;
             }
             tx.put_mailbox_meta(&e.id, &meta);
             let mut out = Vec::new();
@@ -302,10 +336,24 @@ impl Replica {
         let mut by_seg: BTreeMap<SegmentRef, Vec<LocalOp>> = BTreeMap::new();
         for g in guids {
             let home = home_of(tx, mb, g)?;
-            by_seg.entry(home).or_default().push(LocalOp::Expunge { guid: *g });
+            by_seg
+                .entry(home)
+                .or_default()
+                .push(LocalOp::Expunge { guid: *g });
         }
         for (seg, ops) in by_seg {
-            self.local_change(tx, a, mb, &mut meta, seg, &ops, vec![], now)?;
+            self.local_change(
+                tx,
+                a,
+                mb,
+                &mut meta,
+                LocalChange {
+                    seg,
+                    ops: &ops,
+                    blobs: vec![],
+                },
+                now,
+            )?;
         }
         tx.put_mailbox_meta(mb, &meta);
         Ok(())
@@ -345,7 +393,10 @@ impl Replica {
                     });
                     ops.push(LocalOp::Claim { guid, uid });
                     for f in &row.flags {
-                        ops.push(LocalOp::SetFlag { guid, flag: f.clone() });
+                        ops.push(LocalOp::SetFlag {
+                            guid,
+                            flag: f.clone(),
+                        });
                     }
                     if !blobs.contains(&row.blob) {
                         blobs.push(row.blob);
@@ -353,7 +404,18 @@ impl Replica {
                     out.push((*old, uid));
                 }
                 meta.open_segment = Some((gen, count + rows.len() as u64));
-                r.local_change(tx, a, &dst.id, &mut meta, seg, &ops, blobs, now)?;
+                r.local_change(
+                    tx,
+                    a,
+                    &dst.id,
+                    &mut meta,
+                    LocalChange {
+                        seg,
+                        ops: &ops,
+                        blobs,
+                    },
+                    now,
+                )?;
                 tx.put_mailbox_meta(&dst.id, &meta);
                 if remove_source {
                     let guids: Vec<Guid> = rows.iter().map(|(_, row)| row.guid).collect();
@@ -388,10 +450,24 @@ impl Replica {
                         .ok_or_else(|| NodeError::UidsExhausted(mb.to_hex()))?;
                     let ops: Vec<LocalOp> = plan
                         .iter()
-                        .map(|(guid, uid)| LocalOp::Claim { guid: *guid, uid: *uid })
+                        .map(|(guid, uid)| LocalOp::Claim {
+                            guid: *guid,
+                            uid: *uid,
+                        })
                         .collect();
                     let seg = r.open_segment(&mut meta);
-                    r.local_change(tx, &a, &mb, &mut meta, seg, &ops, vec![], now)?;
+                    r.local_change(
+                        tx,
+                        &a,
+                        &mb,
+                        &mut meta,
+                        LocalChange {
+                            seg,
+                            ops: &ops,
+                            blobs: vec![],
+                        },
+                        now,
+                    )?;
                     tx.put_mailbox_meta(&mb, &meta);
                     Ok(plan.len())
                 })?;
@@ -402,7 +478,10 @@ impl Replica {
 
     /// Whether an account exists here.
     pub fn has_account(&self, a: &AccountName) -> Result<bool, NodeError> {
-        Ok(self.kv.get(&tables::key_doc_meta(&account_doc(a)))?.is_some())
+        Ok(self
+            .kv
+            .get(&tables::key_doc_meta(&account_doc(a)))?
+            .is_some())
     }
 }
 

@@ -69,6 +69,16 @@ pub(crate) fn parse_doc_id(id: &str) -> Option<DocKind> {
     }
 }
 
+/// One local change to a segment: its operations and the blobs of the messages it adds.
+pub(crate) struct LocalChange<'o> {
+    pub seg: SegmentRef,
+    pub ops: &'o [LocalOp],
+    pub blobs: Vec<BlobId>,
+}
+
+/// Every document id with its heads.
+pub type DocHeads = Vec<(String, Vec<[u8; 32]>)>;
+
 /// One node's data.
 pub struct Replica {
     pub(crate) kv: Arc<dyn Kv>,
@@ -87,10 +97,14 @@ impl Replica {
         if dir.join("db").exists() {
             return Err(NodeError::AlreadyInitialized(dir.to_path_buf()));
         }
-        std::fs::create_dir_all(dir).map_err(|e| NodeError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| NodeError::Io(format!("{}: {e}", dir.display())))?;
         let kv = SledKv::open(dir)?;
         let key = identity::generate(None);
-        kv.apply(vec![(tables::KEY_IDENTITY.to_vec(), Some(identity::encode(&key)))])?;
+        kv.apply(vec![(
+            tables::KEY_IDENTITY.to_vec(),
+            Some(identity::encode(&key)),
+        )])?;
         kv.flush()?;
         Ok(identity::node_id(&key))
     }
@@ -115,7 +129,10 @@ impl Replica {
             Some(b) => identity::decode(&b)?,
             None => {
                 let k = identity::generate(seed);
-                kv.apply(vec![(tables::KEY_IDENTITY.to_vec(), Some(identity::encode(&k)))])?;
+                kv.apply(vec![(
+                    tables::KEY_IDENTITY.to_vec(),
+                    Some(identity::encode(&k)),
+                )])?;
                 kv.flush()?;
                 k
             }
@@ -227,11 +244,7 @@ impl Replica {
     /// Writes back an account document changed through [`Replica::account`].
     pub(crate) fn put_account(&mut self, tx: &mut Tx<'_>, a: &AccountName, acc: Account) {
         let id = account_doc(a);
-        let meta = self
-            .docs
-            .remove(&id)
-            .map(|(_, m)| m)
-            .unwrap_or_default();
+        let meta = self.docs.remove(&id).map(|(_, m)| m).unwrap_or_default();
         let mut am = acc.doc;
         am.set_actor(crate::crdt::segment::actor(&self.node));
         self.docs.insert(id.clone(), (am, meta));
@@ -279,7 +292,7 @@ impl Replica {
     }
 
     /// Every document and its heads.
-    pub fn doc_heads(&self) -> Result<Vec<(String, Vec<[u8; 32]>)>, NodeError> {
+    pub fn doc_heads(&self) -> Result<DocHeads, NodeError> {
         let mut out = Vec::new();
         let mut err = None;
         self.kv.scan(b"H", &mut |k, v| {
@@ -308,11 +321,10 @@ impl Replica {
         a: &AccountName,
         mb: &MailboxId,
         meta: &mut MailboxMeta,
-        seg: SegmentRef,
-        ops: &[LocalOp],
-        blobs: Vec<BlobId>,
+        change: LocalChange<'_>,
         now: i64,
     ) -> Result<Vec<ViewEvent>, NodeError> {
+        let LocalChange { seg, ops, blobs } = change;
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -370,12 +382,7 @@ impl Replica {
     }
 
     /// The live session with `peer` about `doc`, restored from its persisted part if new.
-    fn session(
-        &mut self,
-        tx: &Tx<'_>,
-        peer: &NodeId,
-        doc: &str,
-    ) -> Result<DocSession, NodeError> {
+    fn session(&mut self, tx: &Tx<'_>, peer: &NodeId, doc: &str) -> Result<DocSession, NodeError> {
         if let Some(s) = self.sessions.remove(&(*peer, doc.to_string())) {
             return Ok(s);
         }
@@ -396,7 +403,11 @@ impl Replica {
     }
 
     /// The next sync message for `peer` about document `doc`, if any.
-    pub fn sync_generate(&mut self, peer: &NodeId, doc: &str) -> Result<Option<Vec<u8>>, NodeError> {
+    pub fn sync_generate(
+        &mut self,
+        peer: &NodeId,
+        doc: &str,
+    ) -> Result<Option<Vec<u8>>, NodeError> {
         self.write(|r, tx| {
             let mut session = r.session(tx, peer, doc)?;
             let msg = match r.doc(tx, doc, true)? {
@@ -521,7 +532,7 @@ impl Replica {
                 }
             }
         }
-        items.sort_by(|x, y| (x.0.lamport, x.0.node).cmp(&(y.0.lamport, y.0.node)));
+        items.sort_by_key(|x| (x.0.lamport, x.0.node));
         let mut missing = Vec::new();
         let mut progress = true;
         while progress {

@@ -73,6 +73,9 @@ impl Kv for MemKv {
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         let m = lock(&self.main);
         let b = lock(&self.blobs);
-        Ok(m.iter().chain(b.iter()).map(|(k, v)| (k.len() + v.len()) as u64).sum())
+        Ok(m.iter()
+            .chain(b.iter())
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum())
     }
 }

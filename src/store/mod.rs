@@ -25,7 +25,7 @@ pub enum StoreError {
     #[error("document {doc}: {source}")]
     Doc {
         doc: String,
-        source: automerge::AutomergeError,
+        source: Box<automerge::AutomergeError>,
     },
 }
 

@@ -167,7 +167,7 @@ impl<'a> Tx<'a> {
         };
         let err = |source| StoreError::Doc {
             doc: doc.to_string(),
-            source,
+            source: Box::new(source),
         };
         let mut am = AutoCommit::new();
         for i in meta.first_chunk..meta.next_chunk {

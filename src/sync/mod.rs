@@ -13,7 +13,7 @@ pub enum SyncError {
     #[error("bad sync state: {0}")]
     BadState(String),
     #[error("applying sync message: {0}")]
-    Apply(#[from] automerge::AutomergeError),
+    Apply(Box<automerge::AutomergeError>),
 }
 
 /// The state of syncing one document with one peer. Persisted between sessions so that a
@@ -57,7 +57,9 @@ impl DocSession {
     /// Applies a message from the peer to `doc`.
     pub fn receive(&mut self, doc: &mut AutoCommit, msg: &[u8]) -> Result<(), SyncError> {
         let m = sync::Message::decode(msg).map_err(|e| SyncError::BadMessage(e.to_string()))?;
-        doc.sync().receive_sync_message(&mut self.state, m)?;
+        doc.sync()
+            .receive_sync_message(&mut self.state, m)
+            .map_err(|e| SyncError::Apply(Box::new(e)))?;
         Ok(())
     }
 }
