@@ -138,7 +138,14 @@ mod tests {
         assert!(m.deliverable(&applied));
         let behind: VClock = [(a, 2), (b, 1)].into_iter().collect();
         assert!(!m.deliverable(&behind));
-        for bad in ["", "dt1", "dt1 L=1", "dt1 L=x C=00:1", "dt1 L=1 C=zz:1", "xx L=1"] {
+        for bad in [
+            "",
+            "dt1",
+            "dt1 L=1",
+            "dt1 L=x C=00:1",
+            "dt1 L=1 C=zz:1",
+            "xx L=1",
+        ] {
             assert!(ChangeMeta::decode(bad).is_err(), "{bad:?}");
         }
     }

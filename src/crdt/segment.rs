@@ -233,7 +233,7 @@ impl Segment {
                 }),
                 ("f", Some(flag), _) => {
                     let flag = Flag::try_from(flag)?;
-                    let present = self.has_flag(&guid, &flag);
+                    let present = is_put;
                     facts.push(Fact::Flag {
                         guid,
                         flag,

@@ -8,11 +8,19 @@ use crate::crdt::account::Account;
 use crate::crdt::segment::{LocalOp, SegmentRef};
 use crate::crdt::view::{MailboxMeta, ViewRow};
 use crate::model::{
-    AccountName, BlobId, Flag, FlagSet, Guid, MailboxName, Uid, UidSet, UidValidity,
+    AccountName, BlobId, Flag, FlagSet, Guid, MailboxId, MailboxName, Uid, UidSet, UidValidity,
 };
 use crate::store::tables;
 use crate::store::Tx;
 use std::collections::BTreeMap;
+
+/// A message to add whose blob is stored.
+struct NewRecord<'f> {
+    blob: BlobId,
+    size: u64,
+    internal_date: i64,
+    flags: &'f FlagSet,
+}
 
 /// How `flags` changes the flags of the selected messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,54 +200,18 @@ impl Replica {
         self.write(|r, tx| {
             let e = r.find(tx, a, name)?;
             let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
-            let mut out = Vec::with_capacity(msgs.len());
-            let mut rest = &msgs[..];
-            while !rest.is_empty() {
-                let seg = r.open_segment(&mut meta);
-                let (gen, count) = meta.open_segment.expect("set by open_segment");
-                let room = (r.opts.segment_capacity - count).max(1) as usize;
-                let (now_batch, later) = rest.split_at(room.min(rest.len()));
-                rest = later;
-                let mut ops = Vec::with_capacity(now_batch.len() * 3);
-                let mut blobs = Vec::with_capacity(now_batch.len());
-                for (i, m) in now_batch.iter().enumerate() {
-                    let blob = BlobId::of(&m.bytes);
-                    r.kv.blob_put(blob.as_bytes(), &m.bytes)?;
-                    let uid = uid_at(meta.uidnext + i as u64)
-                        .ok_or_else(|| NodeError::UidsExhausted(name.to_string()))?;
-                    let guid = Guid::random();
-                    ops.push(LocalOp::Add {
-                        guid,
-                        blob,
-                        size: m.bytes.len() as u64,
-                        internal_date: m.internal_date,
-                    });
-                    ops.push(LocalOp::Claim { guid, uid });
-                    for f in &m.flags {
-                        ops.push(LocalOp::SetFlag {
-                            guid,
-                            flag: f.clone(),
-                        });
-                    }
-                    if !blobs.contains(&blob) {
-                        blobs.push(blob);
-                    }
-                    out.push((uid, guid));
-                }
-                meta.open_segment = Some((gen, count + now_batch.len() as u64));
-                r.local_change(
-                    tx,
-                    a,
-                    &e.id,
-                    &mut meta,
-                    LocalChange {
-                        seg,
-                        ops: &ops,
-                        blobs,
-                    },
-                    now,
-                )?;
+            let mut items = Vec::with_capacity(msgs.len());
+            for m in &msgs {
+                let blob = BlobId::of(&m.bytes);
+                r.kv.blob_put(blob.as_bytes(), &m.bytes)?;
+                items.push(NewRecord {
+                    blob,
+                    size: m.bytes.len() as u64,
+                    internal_date: m.internal_date,
+                    flags: &m.flags,
+                });
             }
+            let out = r.add_messages(tx, a, &e.id, name, &mut meta, &items, now)?;
             tx.put_mailbox_meta(&e.id, &meta);
             Ok(out)
         })
@@ -324,6 +296,62 @@ impl Replica {
         })
     }
 
+    /// Adds messages (blobs already stored) to a mailbox: one change per segment they go
+    /// into, claiming UIDs from UIDNEXT up, opening a new segment when one is full.
+    #[allow(clippy::too_many_arguments)]
+    fn add_messages(
+        &mut self,
+        tx: &mut Tx<'_>,
+        a: &AccountName,
+        mb: &MailboxId,
+        name: &MailboxName,
+        meta: &mut MailboxMeta,
+        items: &[NewRecord<'_>],
+        now: i64,
+    ) -> Result<Vec<(Uid, Guid)>, NodeError> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut rest = items;
+        while !rest.is_empty() {
+            let seg = self.open_segment(meta);
+            let (gen, count) = meta.open_segment.expect("set by open_segment");
+            let room = (self.opts.segment_capacity - count).max(1) as usize;
+            let (batch, later) = rest.split_at(room.min(rest.len()));
+            rest = later;
+            let mut ops = Vec::with_capacity(batch.len() * 3);
+            let mut blobs = Vec::with_capacity(batch.len());
+            for (i, m) in batch.iter().enumerate() {
+                let uid = uid_at(meta.uidnext + i as u64)
+                    .ok_or_else(|| NodeError::UidsExhausted(name.to_string()))?;
+                let guid = Guid::random();
+                ops.push(LocalOp::Add {
+                    guid,
+                    blob: m.blob,
+                    size: m.size,
+                    internal_date: m.internal_date,
+                });
+                ops.push(LocalOp::Claim { guid, uid });
+                for f in m.flags {
+                    ops.push(LocalOp::SetFlag {
+                        guid,
+                        flag: f.clone(),
+                    });
+                }
+                if !blobs.contains(&m.blob) {
+                    blobs.push(m.blob);
+                }
+                out.push((uid, guid));
+            }
+            meta.open_segment = Some((gen, count + batch.len() as u64));
+            let change = LocalChange {
+                seg,
+                ops: &ops,
+                blobs,
+            };
+            self.local_change(tx, a, mb, meta, change, now)?;
+        }
+        Ok(out)
+    }
+
     fn expunge_guids(
         &mut self,
         tx: &mut Tx<'_>,
@@ -377,45 +405,21 @@ impl Replica {
             let mut out = Vec::new();
             if !rows.is_empty() {
                 let mut meta = tx.mailbox_meta(&dst.id)?.unwrap_or_else(MailboxMeta::new);
-                let seg = r.open_segment(&mut meta);
-                let (gen, count) = meta.open_segment.expect("set by open_segment");
-                let mut ops = Vec::new();
-                let mut blobs = Vec::new();
-                for (i, (old, row)) in rows.iter().enumerate() {
-                    let guid = Guid::random();
-                    let uid = uid_at(meta.uidnext + i as u64)
-                        .ok_or_else(|| NodeError::UidsExhausted(to.to_string()))?;
-                    ops.push(LocalOp::Add {
-                        guid,
+                let items: Vec<NewRecord<'_>> = rows
+                    .iter()
+                    .map(|(_, row)| NewRecord {
                         blob: row.blob,
                         size: row.size,
                         internal_date: row.internal_date,
-                    });
-                    ops.push(LocalOp::Claim { guid, uid });
-                    for f in &row.flags {
-                        ops.push(LocalOp::SetFlag {
-                            guid,
-                            flag: f.clone(),
-                        });
-                    }
-                    if !blobs.contains(&row.blob) {
-                        blobs.push(row.blob);
-                    }
-                    out.push((*old, uid));
-                }
-                meta.open_segment = Some((gen, count + rows.len() as u64));
-                r.local_change(
-                    tx,
-                    a,
-                    &dst.id,
-                    &mut meta,
-                    LocalChange {
-                        seg,
-                        ops: &ops,
-                        blobs,
-                    },
-                    now,
-                )?;
+                        flags: &row.flags,
+                    })
+                    .collect();
+                let added = r.add_messages(tx, a, &dst.id, to, &mut meta, &items, now)?;
+                out = rows
+                    .iter()
+                    .zip(added)
+                    .map(|((old, _), (new, _))| (*old, new))
+                    .collect();
                 tx.put_mailbox_meta(&dst.id, &meta);
                 if remove_source {
                     let guids: Vec<Guid> = rows.iter().map(|(_, row)| row.guid).collect();
