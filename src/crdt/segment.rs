@@ -233,7 +233,7 @@ impl Segment {
                 }),
                 ("f", Some(flag), _) => {
                     let flag = Flag::try_from(flag)?;
-                    let present = is_put;
+                    let present = self.has_flag(&guid, &flag);
                     facts.push(Fact::Flag {
                         guid,
                         flag,

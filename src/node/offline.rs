@@ -43,7 +43,7 @@ pub fn sync_pair(a: &mut Replica, b: &mut Replica, now: i64) -> Result<SyncRepor
             rep.docs_synced += 1;
             sync_doc(a, b, id, now, &mut rep)?;
         }
-        let n = a.renumber_due(now)? + b.renumber_due(now)?;
+        let n = a.renumber_after(now, 0)? + b.renumber_after(now, 0)?;
         rep.renumbered += n;
         a.close_docs();
         b.close_docs();

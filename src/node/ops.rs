@@ -433,6 +433,13 @@ impl Replica {
     /// Renumbers the homeless messages of every mailbox where this node is due to (see
     /// [`MailboxMeta::renumber_due`]). Returns how many messages got new claims.
     pub fn renumber_due(&mut self, now: i64) -> Result<usize, NodeError> {
+        self.renumber_after(now, self.opts.renumber_grace_secs)
+    }
+
+    /// [`Replica::renumber_due`] with another grace period. An offline sync passes 0: once
+    /// both sides hold the same documents, both make identical claims, so there is no
+    /// duplicate to avoid and no reason to leave messages hidden until a later sync.
+    pub fn renumber_after(&mut self, now: i64, grace: i64) -> Result<usize, NodeError> {
         let mut total = 0;
         for a in self.accounts()? {
             let kv = std::sync::Arc::clone(&self.kv);
@@ -441,7 +448,6 @@ impl Replica {
             let ids: Vec<_> = acc.entries().into_iter().map(|e| e.id).collect();
             drop(tx);
             for mb in ids {
-                let grace = self.opts.renumber_grace_secs;
                 total += self.write(|r, tx| {
                     let Some(mut meta) = tx.mailbox_meta(&mb)? else {
                         return Ok(0);
