@@ -69,6 +69,9 @@ pub(crate) fn parse_doc_id(id: &str) -> Option<DocKind> {
     }
 }
 
+/// Documents kept open between operations (the open segments being written, mostly).
+const MAX_OPEN_DOCS: usize = 8;
+
 /// One local change to a segment: its operations and the blobs of the messages it adds.
 pub(crate) struct LocalChange<'o> {
     pub seg: SegmentRef,
@@ -86,6 +89,9 @@ pub struct Replica {
     pub(crate) opts: Options,
     /// Open documents and the metadata of what is persisted of them.
     pub(crate) docs: HashMap<String, (AutoCommit, DocMeta)>,
+    /// Open documents, least recently used first: at most [`MAX_OPEN_DOCS`] stay open, so a
+    /// node with many segments never holds them all in memory.
+    lru: Vec<String>,
     /// Live sync sessions by (peer, document). Only their persistent part (the shared
     /// heads) is stored; the in-flight part must live as long as the connection.
     sessions: HashMap<(NodeId, String), DocSession>,
@@ -142,6 +148,7 @@ impl Replica {
             kv,
             opts,
             docs: HashMap::new(),
+            lru: Vec::new(),
             sessions: HashMap::new(),
         })
     }
@@ -173,10 +180,14 @@ impl Replica {
             Ok(v) => {
                 tx.commit()?;
                 self.kv.flush()?;
+                while self.lru.len() > MAX_OPEN_DOCS {
+                    let old = self.lru.remove(0);
+                    self.docs.remove(&old);
+                }
                 Ok(v)
             }
             Err(e) => {
-                self.docs.clear();
+                self.close_docs();
                 Err(e)
             }
         }
@@ -189,6 +200,10 @@ impl Replica {
         id: &str,
         create: bool,
     ) -> Result<Option<&'s mut (AutoCommit, DocMeta)>, NodeError> {
+        if let Some(i) = self.lru.iter().position(|d| d == id) {
+            let d = self.lru.remove(i);
+            self.lru.push(d);
+        }
         if !self.docs.contains_key(id) {
             match tx.load_doc(id)? {
                 Some((mut am, meta)) => {
@@ -201,6 +216,7 @@ impl Replica {
                 }
                 None => return Ok(None),
             }
+            self.lru.push(id.to_string());
         }
         Ok(self.docs.get_mut(id))
     }
@@ -215,6 +231,7 @@ impl Replica {
     /// Drops cached documents to bound memory (they are reloaded on demand).
     pub fn close_docs(&mut self) {
         self.docs.clear();
+        self.lru.clear();
     }
 
     // ---- accounts and mailboxes ----
@@ -248,6 +265,9 @@ impl Replica {
         let mut am = acc.doc;
         am.set_actor(crate::crdt::segment::actor(&self.node));
         self.docs.insert(id.clone(), (am, meta));
+        if !self.lru.contains(&id) {
+            self.lru.push(id.clone());
+        }
         self.save(tx, &id);
     }
 

@@ -165,7 +165,9 @@ impl<'a> Tx<'a> {
         for ((mb, block), edits) in std::mem::take(&mut self.rows) {
             let key = key_row_block(&mb, block);
             let mut rows: BTreeMap<Uid, ViewRow> = match self.kv.get(&key)? {
-                Some(v) => decode::<Vec<(Uid, ViewRow)>>(&key, &v)?.into_iter().collect(),
+                Some(v) => decode::<Vec<(Uid, ViewRow)>>(&key, &v)?
+                    .into_iter()
+                    .collect(),
                 None => BTreeMap::new(),
             };
             for (uid, row) in edits {
@@ -306,8 +308,12 @@ pub fn rows(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<(Uid, ViewRow)>, StoreErr
             }
         }
         // Every row sits in its UID's block, in UID order, after the rows of earlier blocks.
-        let fits = out[start..].iter().all(|(u, _)| Some(u.get() / ROWS_PER_BLOCK) == block)
-            && out[start.saturating_sub(1)..].windows(2).all(|w| w[0].0 < w[1].0);
+        let fits = out[start..]
+            .iter()
+            .all(|(u, _)| Some(u.get() / ROWS_PER_BLOCK) == block)
+            && out[start.saturating_sub(1)..]
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0);
         if !fits {
             err = Some(StoreError::Corrupt {
                 key: hex::encode(k),
