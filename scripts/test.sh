@@ -16,5 +16,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-cargo build --quiet --bins
 cargo test "$@"
