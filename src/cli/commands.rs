@@ -173,6 +173,13 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             }
         }
         Cmd::Sync { dir_a, dir_b } => {
+            if let (Ok(x), Ok(y)) = (dir_a.canonicalize(), dir_b.canonicalize()) {
+                if x == y {
+                    return Err(
+                        crate::node::NodeError::SameDir(dir_a.clone(), dir_b.clone()).into(),
+                    );
+                }
+            }
             let mut a = Replica::open(dir_a, opts(&cli))?;
             let mut b = Replica::open(dir_b, opts(&cli))?;
             let rep = sync_pair(&mut a, &mut b, now())?;

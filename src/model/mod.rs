@@ -18,7 +18,7 @@ pub enum ModelError {
     Uid(String),
     #[error("invalid UID set {0:?}: expected e.g. 3, 2:7 or 1,4:*")]
     UidSet(String),
-    #[error("invalid flag {0:?}: expected a system flag (\\Seen \\Answered \\Flagged \\Deleted \\Draft) or a keyword atom")]
+    #[error("invalid flag '{0}': expected a system flag (\\Seen \\Answered \\Flagged \\Deleted \\Draft) or a keyword atom")]
     Flag(String),
     #[error("invalid mailbox name {0:?}: {1}")]
     MailboxName(String, &'static str),

@@ -40,8 +40,10 @@ pub enum NodeError {
     NotAMessage { name: String, why: String },
     #[error("{name}: message of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { name: String, size: u64, limit: u64 },
-    #[error("no message matches UID set {0}")]
-    NoMatch(String),
+    #[error("invalid flag change '{0}': expected +FLAGS, -FLAGS or =FLAGS, e.g. '+\\Seen $Work'")]
+    FlagChange(String),
+    #[error("{0} is the same data dir as {1}")]
+    SameDir(PathBuf, PathBuf),
     #[error("the 32-bit UID space of mailbox {0:?} is exhausted")]
     UidsExhausted(String),
     #[error("identity: {0}")]

@@ -27,6 +27,12 @@ pub struct SyncReport {
 /// Syncs `a` and `b` both ways until both hold the same documents and nothing is homeless.
 pub fn sync_pair(a: &mut Replica, b: &mut Replica, now: i64) -> Result<SyncReport, NodeError> {
     let mut rep = SyncReport::default();
+    if a.node_id() == b.node_id() {
+        return Err(NodeError::Io(format!(
+            "both data dirs are node {} (a copied data dir?): nothing to sync",
+            a.node_id()
+        )));
+    }
     for _ in 0..16 {
         rep.rounds += 1;
         let ha: BTreeMap<String, Vec<[u8; 32]>> = a.doc_heads()?.into_iter().collect();

@@ -36,15 +36,18 @@ impl TryFrom<&str> for FlagOp {
     fn try_from(s: &str) -> Result<Self, NodeError> {
         let s = s.trim();
         let (op, rest) = s.split_at(s.chars().next().map_or(0, char::len_utf8));
+        let make: fn(FlagSet) -> FlagOp = match op {
+            "+" => FlagOp::Add,
+            "-" => FlagOp::Remove,
+            "=" => FlagOp::Replace,
+            _ => return Err(NodeError::FlagChange(s.to_string())),
+        };
         let flags = Flag::parse_list(rest)?;
-        match op {
-            "+" => Ok(FlagOp::Add(flags)),
-            "-" => Ok(FlagOp::Remove(flags)),
-            "=" => Ok(FlagOp::Replace(flags)),
-            _ => Err(NodeError::Model(crate::model::ModelError::Flag(format!(
-                "{s} (start with +, - or =)"
-            )))),
+        // `=` with nothing clears every flag; `+` or `-` with nothing is a mistake.
+        if flags.is_empty() && op != "=" {
+            return Err(NodeError::FlagChange(s.to_string()));
         }
+        Ok(make(flags))
     }
 }
 

@@ -20,6 +20,8 @@ use std::path::Path;
 pub enum StoreError {
     #[error("storage engine: {0}")]
     Sled(#[from] sled::Error),
+    #[error("data dir {0} is in use by another dovetail process")]
+    Locked(String),
     #[error("corrupt record under key {key}: {why}")]
     Corrupt { key: String, why: String },
     #[error("document {doc}: {source}")]

@@ -16,7 +16,13 @@ impl SledKv {
             .path(dir.join("db"))
             // sled's default cache is 1 GiB; the view is read mostly sequentially.
             .cache_capacity(64 * 1024 * 1024)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                e => StoreError::Sled(e),
+            })?;
         let blobs = db.open_tree("blobs")?;
         Ok(SledKv { db, blobs })
     }
