@@ -141,8 +141,9 @@ impl Replica {
                 return Err(NodeError::Inbox("deleted"));
             }
             let e = r.find(tx, a, name)?;
-            let rows = tables::rows(tx.kv(), &e.id)?;
-            let guids: Vec<Guid> = rows.iter().map(|(_, row)| row.guid).collect();
+            // Every message this node knows in the mailbox, visible or homeless (waiting
+            // for a renumbering): a delete removes all that the deleting node observed.
+            let guids = tables::live_messages(tx.kv(), &e.id)?;
             r.expunge_guids(tx, a, &e.id, &guids, now)?;
             let mut acc = r.account_or_err(tx, a)?;
             acc.delete(&e.id)?;

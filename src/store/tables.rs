@@ -327,3 +327,27 @@ pub fn rows(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<(Uid, ViewRow)>, StoreErr
         None => Ok(out),
     }
 }
+
+/// The GUIDs of a mailbox's messages that are not expunged (visible or homeless).
+pub fn live_messages(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<Guid>, StoreError> {
+    let mut out = Vec::new();
+    let mut err = None;
+    kv.scan(&prefix_msgs(mb), &mut |k, v| match decode::<MsgRec>(k, v) {
+        Ok(rec) => {
+            if !rec.expunged {
+                if let Some(g) = Guid::from_slice(&k[17..]) {
+                    out.push(g);
+                }
+            }
+            true
+        }
+        Err(e) => {
+            err = Some(e);
+            false
+        }
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
