@@ -455,11 +455,19 @@ impl Sim {
     }
 
     fn delete(&mut self, i: usize, name: &str) -> R<()> {
-        let rows = self.rows(i, name)?;
+        // A delete expunges every message the node knows in the mailbox: visible ones and
+        // homeless ones waiting for a renumbering.
+        let known = match self.status(i)?.iter().find(|s| s.name == name) {
+            Some(s) => {
+                let mb = MailboxId::try_from(s.id.as_str()).map_err(|e| e.to_string())?;
+                tables::live_messages(&self.kvs[i], &mb).map_err(|e| e.to_string())?
+            }
+            None => Vec::new(),
+        };
         match self.nodes[i].delete_mailbox(&account(), &mailbox(name), self.now) {
             Ok(()) => {
                 self.stats.mailbox_ops += 1;
-                self.expunged.extend(rows.iter().map(|(_, r)| r.guid));
+                self.expunged.extend(known);
                 Ok(())
             }
             Err(e) if expected(&e) => {
@@ -1597,6 +1605,34 @@ fn delete_racing_an_append_keeps_the_message() {
         let rows = sim.rows(0, "Work")?;
         if rows.len() != 1 || rows[0].1.guid != kept[0] {
             return Err(format!("Work holds {:?}", uids(&rows)));
+        }
+        Ok(())
+    });
+}
+
+/// A delete removes every message the deleting node observed, including messages waiting
+/// for a renumbering (homeless after a split brain): none of them brings the mailbox back.
+#[test]
+fn delete_removes_homeless_messages_too() {
+    scenario(2, 15, |sim| {
+        for i in 0..2 {
+            sim.nodes[i]
+                .create_mailbox(&account(), &mailbox("Work"))
+                .map_err(err)?;
+        }
+        sim.append(0, "Work", &[(1, 0)])?;
+        sim.append(1, "Work", &[(3, 0)])?;
+        sim.sync(0, 1)?;
+        if !sim.rows(0, "Work")?.is_empty() {
+            return Err("the split-brain messages should be homeless before renumbering".into());
+        }
+        sim.delete(0, "Work")?;
+        sim.quiesce()?;
+        sim.check_converged()?;
+        for i in 0..2 {
+            if sim.status(i)?.iter().any(|s| s.name == "Work") {
+                return Err(format!("node {i} still lists Work: {:?}", sim.status(i)?));
+            }
         }
         Ok(())
     });
