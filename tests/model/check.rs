@@ -1,0 +1,303 @@
+//! The invariant checks: after every step, at quiescence, and convergence.
+
+use super::sim::*;
+use dovetail::crdt::view::ViewRow;
+use dovetail::model::{Guid, MailboxId, Uid};
+use dovetail::node::MailboxStatus;
+use dovetail::store::{tables, Tx};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Sim {
+    pub fn check(&mut self) -> R<()> {
+        for i in 0..self.k() {
+            let st = self.status(i)?;
+            let mut visible: BTreeMap<String, BTreeSet<Guid>> = BTreeMap::new();
+            for s in &st {
+                // Invariant 4: UIDVALIDITY of a mailbox id never changes (on any node).
+                let uv = *self
+                    .uidvalidity
+                    .entry(s.id.clone())
+                    .or_insert(s.uidvalidity);
+                if uv != s.uidvalidity {
+                    return Err(format!(
+                        "inv 4: node {i} mailbox {} ({}) UIDVALIDITY {} was {uv}",
+                        s.name, s.id, s.uidvalidity
+                    ));
+                }
+                let announced = self.seen[i].announced.get(&s.id).copied().unwrap_or(1);
+                if s.uidnext < announced {
+                    return Err(format!(
+                        "inv 3: node {i} mailbox {} UIDNEXT went down from {announced} to {}",
+                        s.name, s.uidnext
+                    ));
+                }
+                let rows = self.rows(i, &s.name)?;
+                if rows.len() as u64 != s.messages {
+                    return Err(format!(
+                        "node {i} mailbox {}: {} rows but {} messages",
+                        s.name,
+                        rows.len(),
+                        s.messages
+                    ));
+                }
+                let vis = visible.entry(s.id.clone()).or_default();
+                for (uid, row) in &rows {
+                    if uid.get() >= s.uidnext {
+                        return Err(format!(
+                            "node {i} mailbox {}: UID {uid} not below UIDNEXT {}",
+                            s.name, s.uidnext
+                        ));
+                    }
+                    // Blobs before claims (design notes §6): a shown message can be read.
+                    if self.nodes[i].blob(&row.blob).map_err(err)?.is_none() {
+                        return Err(format!(
+                            "node {i} mailbox {}: UID {uid} shown without its blob",
+                            s.name
+                        ));
+                    }
+                    if !vis.insert(row.guid) {
+                        return Err(format!(
+                            "inv 5: node {i} mailbox {}: {:?} shown twice",
+                            s.name, row.guid
+                        ));
+                    }
+                    match self.accepted.get(&row.guid) {
+                        Some(id) if *id == s.id => {}
+                        other => {
+                            return Err(format!(
+                                "node {i} mailbox {}: {:?} at UID {uid} was accepted in {other:?}",
+                                s.name, row.guid
+                            ))
+                        }
+                    }
+                    match self.seen[i].shown.get(&(s.id.clone(), uid.get())) {
+                        Some(g) if *g != row.guid => {
+                            return Err(format!(
+                                "inv 2: node {i} mailbox {}: UID {uid} was {g:?}, now {:?}",
+                                s.name, row.guid
+                            ))
+                        }
+                        Some(_) => {}
+                        None => {
+                            if uid.get() < announced {
+                                return Err(format!(
+                                    "inv 3: node {i} mailbox {}: {:?} appeared at UID {uid} below UIDNEXT {announced}",
+                                    s.name, row.guid
+                                ));
+                            }
+                            self.seen[i]
+                                .shown
+                                .insert((s.id.clone(), uid.get()), row.guid);
+                        }
+                    }
+                }
+                self.seen[i]
+                    .announced
+                    .insert(s.id.clone(), s.uidnext.max(announced));
+                self.check_modseq(i, s, &rows)?;
+            }
+            let ever = self.seen[i].shown.len();
+            let now: usize = visible.values().map(BTreeSet::len).sum();
+            self.stats.hidden = self.stats.hidden.max(ever.saturating_sub(now));
+            let docs = self.nodes[i].doc_heads().map_err(err)?.len();
+            self.stats.max_docs = self.stats.max_docs.max(docs);
+            // Invariant 6: once this node applied the expunge of a GUID, it never shows
+            // it again (and never forgets the expunge).
+            let kv = self.kvs[i].clone();
+            let mut tx = Tx::new(&kv);
+            for (g, id) in &self.accepted {
+                let mb = MailboxId::try_from(id.as_str()).map_err(|e| e.to_string())?;
+                let rec = tx.view(mb).msg_rec(g).map_err(|e| e.to_string())?;
+                let now_expunged = rec.is_some_and(|r| r.expunged);
+                let shown = visible.get(id).is_some_and(|v| v.contains(g));
+                if now_expunged {
+                    if !self.expunged.contains(g) {
+                        return Err(format!("node {i}: {g:?} expunged but nobody expunged it"));
+                    }
+                    self.seen[i].expunged.insert(*g);
+                }
+                if self.seen[i].expunged.contains(g) && (!now_expunged || shown) {
+                    return Err(format!(
+                        "inv 6: node {i}: expunged {g:?} is back (expunge mark {now_expunged}, shown {shown})"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 9 on node `i`: HIGHESTMODSEQ never decreases, every visible change (a
+    /// row added, changed or removed) raises it, and a row's MODSEQ is at most it.
+    pub fn check_modseq(&mut self, i: usize, s: &MailboxStatus, rows: &[(Uid, ViewRow)]) -> R<()> {
+        let now: ModseqRows = rows
+            .iter()
+            .map(|(u, r)| (u.get(), (r.guid, r.flags.clone(), r.modseq.get())))
+            .collect();
+        let (hms, before) = self.seen[i]
+            .modseq
+            .insert(s.id.clone(), (s.highest_modseq, now.clone()))
+            .unwrap_or_default();
+        let bad = |what: String| Err(format!("inv 9: node {i} mailbox {}: {what}", s.name));
+        if s.highest_modseq < hms {
+            return bad(format!(
+                "HIGHESTMODSEQ went down from {hms} to {}",
+                s.highest_modseq
+            ));
+        }
+        for (uid, (g, f, m)) in &now {
+            if *m > s.highest_modseq {
+                return bad(format!("UID {uid} has MODSEQ {m} above HIGHESTMODSEQ"));
+            }
+            let unchanged = before.get(uid).filter(|(pg, pf, _)| pg == g && pf == f);
+            match unchanged {
+                Some((_, _, pm)) if m < pm => {
+                    return bad(format!("UID {uid} MODSEQ went down from {pm} to {m}"));
+                }
+                Some(_) => {}
+                None if *m <= hms => {
+                    return bad(format!(
+                        "UID {uid} changed but its MODSEQ {m} is not above {hms}"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if before.keys().any(|u| !now.contains_key(u)) && s.highest_modseq <= hms {
+            return bad("a row went away without raising HIGHESTMODSEQ".into());
+        }
+        Ok(())
+    }
+
+    // ---- quiescence ----
+
+    /// Delivers everything between all pairs, blobs included, and renumbers with the clock
+    /// past the grace period, until nothing changes. Checks the invariants all along.
+    pub fn quiesce(&mut self) -> R<()> {
+        self.log("quiesce".into());
+        let keys: Vec<(usize, usize, String)> = self.queues.keys().cloned().collect();
+        for (f, t, d) in keys {
+            self.flush_queue(f, t, &d)?;
+            self.check()?;
+        }
+        for _round in 0..24 {
+            for a in 0..self.k() {
+                for b in a + 1..self.k() {
+                    for d in self.docs_of(a, b)? {
+                        self.pump(a, b, &d)?;
+                    }
+                }
+            }
+            for i in 0..self.k() {
+                self.blobs(i)?;
+            }
+            self.check()?;
+            self.now += GRACE + 1;
+            let mut renumbered = 0;
+            for i in 0..self.k() {
+                renumbered += self.renumber(i)?;
+            }
+            self.check()?;
+            let heads: Vec<Vec<(String, Vec<[u8; 32]>)>> = self
+                .nodes
+                .iter()
+                .map(|n| n.doc_heads())
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            let missing = self.missing.iter().any(|m| !m.is_empty());
+            if renumbered == 0 && !missing && heads.iter().all(|h| *h == heads[0]) {
+                return Ok(());
+            }
+        }
+        Err("no quiescence after 24 rounds".into())
+    }
+
+    /// One node's whole visible state: mailboxes and their rows.
+    pub fn snapshot(&mut self, i: usize) -> R<Vec<MailboxState>> {
+        let mut out = Vec::new();
+        for s in self.status(i)? {
+            let rows = self
+                .rows(i, &s.name)?
+                .into_iter()
+                .map(|(u, r)| format!("{u} {:?} {} ({})", r.guid, r.blob, flag_names(&r.flags)))
+                .collect();
+            out.push(MailboxState {
+                name: s.name,
+                id: s.id,
+                uidvalidity: s.uidvalidity,
+                uidnext: s.uidnext,
+                messages: s.messages,
+                unseen: s.unseen,
+                digest: s.digest,
+                rows,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Invariants 1 and 5 once quiescent.
+    pub fn check_converged(&mut self) -> R<()> {
+        let first = self.snapshot(0)?;
+        for i in 1..self.k() {
+            let other = self.snapshot(i)?;
+            if other != first {
+                return Err(format!(
+                    "inv 1: node 0 and node {i} differ:\n{first:#?}\nvs\n{other:#?}"
+                ));
+            }
+        }
+        let labels: Vec<String> = (0..self.k()).map(|i| format!("node{i}")).collect();
+        let d = dovetail::diff::diff(&mut self.nodes, &labels).map_err(err)?;
+        if !d.is_empty() {
+            let d: Vec<String> = d.iter().map(|x| x.to_string()).collect();
+            return Err(format!("inv 1: diff reports {}", d.join("; ")));
+        }
+        for i in 0..self.k() {
+            let mut pending = 0;
+            self.nodes[i]
+                .kv()
+                .scan(b"P", &mut |_, _| {
+                    pending += 1;
+                    true
+                })
+                .map_err(|e| e.to_string())?;
+            if pending > 0 {
+                return Err(format!("node {i}: {pending} changes never applied"));
+            }
+        }
+        // Invariant 5: every accepted, not expunged GUID is shown exactly once, in its
+        // mailbox; nothing else is shown.
+        let mut shown: BTreeMap<Guid, (String, usize)> = BTreeMap::new();
+        for MailboxState { id, .. } in &first {
+            let mb = MailboxId::try_from(id.as_str()).map_err(|e| e.to_string())?;
+            let meta = Tx::new(self.nodes[0].kv())
+                .mailbox_meta(&mb)
+                .map_err(|e| e.to_string())?;
+            if let Some(m) = meta.filter(|m| !m.homeless.is_empty()) {
+                return Err(format!(
+                    "mailbox {id}: homeless at quiescence: {:?}",
+                    m.homeless
+                ));
+            }
+            for (_, row) in tables::rows(self.nodes[0].kv(), &mb).map_err(|e| e.to_string())? {
+                shown.entry(row.guid).or_insert((id.clone(), 0)).1 += 1;
+            }
+        }
+        for (g, id) in &self.accepted {
+            let want = usize::from(!self.expunged.contains(g));
+            let got = shown
+                .get(g)
+                .filter(|(sid, _)| sid == id)
+                .map_or(0, |(_, n)| *n);
+            if got != want {
+                return Err(format!(
+                    "inv 5: {g:?} (mailbox {id}, expunged {}) shown {got} times",
+                    want == 0
+                ));
+            }
+        }
+        if let Some(g) = shown.keys().find(|g| !self.accepted.contains_key(g)) {
+            return Err(format!("inv 5: {g:?} shown but never accepted"));
+        }
+        Ok(())
+    }
+}
