@@ -51,8 +51,8 @@ pub fn sync_pair(a: &mut Replica, b: &mut Replica, now: i64) -> Result<SyncRepor
         }
         let n = a.renumber_after(now, 0)? + b.renumber_after(now, 0)?;
         rep.renumbered += n;
-        a.close_docs();
-        b.close_docs();
+        // Open documents stay cached (the replica keeps a bounded LRU): the next round
+        // syncs the same segments again, and reloading one costs far more than keeping it.
         if n == 0 {
             break;
         }
@@ -91,7 +91,8 @@ fn sync_doc(
     Err(NodeError::Io(format!("sync of {id} did not settle")))
 }
 
-/// Copies blobs `to` lacks from `from`, then lets `to` apply what waited for them.
+/// Copies blobs `to` lacks from `from`, then lets `to` apply what waited for them; again
+/// while that reveals more blobs `from` can give.
 fn copy_blobs(
     from: &Replica,
     to: &mut Replica,
@@ -99,17 +100,64 @@ fn copy_blobs(
     now: i64,
     rep: &mut SyncReport,
 ) -> Result<(), NodeError> {
-    if missing.is_empty() {
-        return Ok(());
-    }
-    for id in missing {
-        if let Some(bytes) = from.blob(id)? {
-            if to.put_blob(id, &bytes)? {
-                rep.blobs += 1;
-                rep.blob_bytes += bytes.len() as u64;
+    let mut missing = missing.to_vec();
+    while !missing.is_empty() {
+        let mut copied = false;
+        for id in &missing {
+            if let Some(bytes) = from.blob(id)? {
+                if to.put_blob(id, &bytes)? {
+                    rep.blobs += 1;
+                    rep.blob_bytes += bytes.len() as u64;
+                    copied = true;
+                }
             }
         }
+        let still = to.deliver_all(now)?;
+        if !copied || still == missing {
+            break;
+        }
+        missing = still;
     }
-    to.deliver_all(now)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AccountName, FlagSet, MailboxName};
+    use crate::node::{NewMessage, Options};
+    use crate::store::MemKv;
+    use std::sync::Arc;
+
+    fn replica(seed: u8) -> Replica {
+        Replica::with_kv(Arc::new(MemKv::new()), Some([seed; 32]), Options::default())
+            .expect("replica")
+    }
+
+    /// A document brings several changes, each waiting for its own blobs: the receiver
+    /// must get every blob, not only those of the first deliverable change.
+    #[test]
+    fn sync_into_an_empty_replica_copies_every_change_and_blob() {
+        let a_name = AccountName::try_from("alice").expect("account");
+        let inbox = MailboxName::inbox();
+        let mut a = replica(1);
+        a.create_account(&a_name).expect("account");
+        for batch in 0..3 {
+            let msgs = (0..4)
+                .map(|i| NewMessage {
+                    name: format!("m{batch}-{i}"),
+                    bytes: format!("Subject: {batch}-{i}\r\n\r\nbody\r\n").into_bytes(),
+                    flags: FlagSet::new(),
+                    internal_date: 0,
+                })
+                .collect();
+            a.append(&a_name, &inbox, msgs, 0).expect("append");
+        }
+        let mut b = replica(2);
+        let rep = sync_pair(&mut a, &mut b, 0).expect("sync");
+        assert_eq!(rep.blobs, 12);
+        let (sa, sb) = (a.status(&a_name).expect("a"), b.status(&a_name).expect("b"));
+        assert_eq!(sa[0].messages, 12);
+        assert_eq!(sa, sb);
+    }
 }
