@@ -1,6 +1,13 @@
 use clap::Parser;
 
 fn main() {
+    // Die quietly on a closed pipe (`dovetail list ... | head`), like other Unix tools,
+    // instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DOVETAIL_LOG")
