@@ -50,24 +50,26 @@ pub(crate) fn segment_doc(a: &AccountName, mb: &MailboxId, s: &SegmentRef) -> St
     format!("seg/{a}/{mb}/{}/{}", s.node, s.gen)
 }
 
-/// What a document id names.
+/// What a document id names (the account name in it is validated, not kept).
 pub(crate) enum DocKind {
     Account,
-    Segment(AccountName, MailboxId, SegmentRef),
+    Segment(MailboxId, SegmentRef),
 }
 
 pub(crate) fn parse_doc_id(id: &str) -> Option<DocKind> {
     let p: Vec<&str> = id.split('/').collect();
     match p.as_slice() {
         ["acct", a] => AccountName::try_from(*a).ok().map(|_| DocKind::Account),
-        ["seg", a, mb, node, gen] => Some(DocKind::Segment(
-            AccountName::try_from(*a).ok()?,
-            MailboxId::try_from(*mb).ok()?,
-            SegmentRef {
-                node: NodeId::try_from(*node).ok()?,
-                gen: gen.parse().ok()?,
-            },
-        )),
+        ["seg", a, mb, node, gen] => {
+            AccountName::try_from(*a).ok()?;
+            Some(DocKind::Segment(
+                MailboxId::try_from(*mb).ok()?,
+                SegmentRef {
+                    node: NodeId::try_from(*node).ok()?,
+                    gen: gen.parse().ok()?,
+                },
+            ))
+        }
         _ => None,
     }
 }
@@ -463,13 +465,13 @@ impl Replica {
             r.keep_session(tx, peer, doc, session);
             received?;
             r.save(tx, doc);
-            let DocKind::Segment(a, mb, _) = kind else {
+            let DocKind::Segment(mb, _) = kind else {
                 return Ok(Vec::new());
             };
             for h in &new {
                 tx.put_raw(key_pending(&mb, h), doc.as_bytes().to_vec());
             }
-            r.deliver(tx, &a, &mb, now)
+            r.deliver(tx, &mb, now)
         })
     }
 
@@ -492,8 +494,8 @@ impl Replica {
                 doc = Some(String::from_utf8_lossy(v).into_owned());
                 false
             })?;
-            if let Some(DocKind::Segment(a, mb, _)) = doc.as_deref().and_then(parse_doc_id) {
-                missing.extend(self.write(|r, tx| r.deliver(tx, &a, &mb, now))?);
+            if let Some(DocKind::Segment(mb, _)) = doc.as_deref().and_then(parse_doc_id) {
+                missing.extend(self.write(|r, tx| r.deliver(tx, &mb, now))?);
             }
         }
         Ok(missing)
@@ -503,7 +505,6 @@ impl Replica {
     fn deliver(
         &mut self,
         tx: &mut Tx<'_>,
-        a: &AccountName,
         mb: &MailboxId,
         now: i64,
     ) -> Result<Vec<BlobId>, NodeError> {
@@ -539,7 +540,6 @@ impl Replica {
         // dependencies all have smaller counters), repeating while progress is made.
         let mut items = Vec::new();
         for (h, d) in pending {
-            let node = self.node;
             let Some((am, _)) = self.doc(tx, &d, false)? else {
                 continue;
             };
@@ -550,7 +550,6 @@ impl Replica {
                 Some(Ok(cm)) => items.push((cm, h, d)),
                 other => {
                     tracing::warn!(doc = %d, change = %h, ?other, "ignoring a change without dovetail metadata");
-                    let _ = node;
                     tx.delete(key_pending(mb, &h));
                 }
             }
@@ -578,7 +577,7 @@ impl Replica {
                 {
                     continue;
                 }
-                let Some(DocKind::Segment(_, _, seg)) = parse_doc_id(d) else {
+                let Some(DocKind::Segment(_, seg)) = parse_doc_id(d) else {
                     continue;
                 };
                 let node = self.node;
@@ -616,7 +615,6 @@ impl Replica {
                 }
             }
         }
-        let _ = a;
         tx.put_mailbox_meta(mb, &meta);
         Ok(missing)
     }
