@@ -566,6 +566,20 @@ fn fmt_list(xs: &[f64], digits: usize) -> String {
         .join(", ")
 }
 
+/// CPU time (user + system, all threads) this process has used, in seconds.
+fn cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which ends with ')'), from `state` on: utime is
+    // the 12th and stime the 13th, in clock ticks (100 per second).
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok());
+    match (field(11), field(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 /// (VmRSS, VmHWM) of this process in MiB.
 fn mem_mib() -> (f64, f64) {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -822,6 +836,7 @@ fn scen_append(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
         let a = account();
         r.create_account(&a)?;
         let t = Instant::now();
+        let cpu0 = cpu_secs();
         let (lat, bytes) = append_stream(
             &mut r,
             &MailboxName::inbox(),
@@ -832,14 +847,15 @@ fn scen_append(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
             None,
         )?;
         let wall = t.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu0;
         let busy: f64 = lat.iter().sum();
         let rate = n as f64 / busy;
         let (rss, hwm) = mem_mib();
         drop(r);
         println!(
             "  run {rep}: {rate:.0} msg/s ({:.1} MB/s of messages); {busy:.1} s in append \
-             ({wall:.1} s with generation); batch latency p50 {:.1} ms, p99 {:.1} ms, max {:.0} ms; \
-             {:.0} MiB on disk; process VmRSS {rss:.0} MiB, VmHWM {hwm:.0} MiB",
+             ({wall:.1} s with generation, {cpu:.1} CPU s); batch latency p50 {:.1} ms, p99 {:.1} ms, \
+             max {:.0} ms; {:.0} MiB on disk; process VmRSS {rss:.0} MiB, VmHWM {hwm:.0} MiB",
             bytes as f64 / busy / 1e6,
             percentile(&lat, 0.5) * 1e3,
             percentile(&lat, 0.99) * 1e3,
