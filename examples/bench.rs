@@ -894,7 +894,9 @@ fn scen_append(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
         );
         reopen.push((open + lat1[0]) * 1e3);
         rates.push(rate);
-        rm(&dir)?;
+        if std::env::var_os("DOVETAIL_BENCH_KEEP").is_none() {
+            rm(&dir)?;
+        }
     }
     let m = median(&rates);
     println!(
@@ -1255,19 +1257,31 @@ fn scen_append_phases(n: u64) -> Result<()> {
     let kv = SledKv::open(&dir)?;
     let node = NodeId([7; 32]);
     let mb = MailboxId::derive(ACCOUNT, "INBOX", 0);
-    let seg = SegmentRef { node, gen: 0 };
-    let doc_id = format!("seg/{ACCOUNT}/{mb}/{node}/0");
+    // Segments roll over at `segment_capacity` messages, as in the replica.
+    let capacity = options().segment_capacity;
+    let mut seg = SegmentRef { node, gen: 0 };
+    let mut doc_id = format!("seg/{ACCOUNT}/{mb}/{node}/0");
     let mut doc = Segment::new(&node, seg);
     let mut dmeta = DocMeta::default();
+    let mut in_segment = 0u64;
     let mut meta = MailboxMeta::new();
     let names = [
         "check", "blobs", "commit", "save_doc", "compact", "view", "apply", "flush",
     ];
     let mut t = [0f64; 8];
     let mut tenth = vec![[0f64; 8]];
+    let batches_per_tenth = (n / BATCH as u64 / 10).max(1);
     let mut i = 0u64;
     while i < n {
         let msgs: Vec<NewMessage> = (i..i + BATCH as u64).map(|j| message(77, j)).collect();
+        if in_segment + BATCH as u64 > capacity {
+            seg.gen += 1;
+            doc_id = format!("seg/{ACCOUNT}/{mb}/{node}/{}", seg.gen);
+            doc = Segment::new(&node, seg);
+            dmeta = DocMeta::default();
+            in_segment = 0;
+        }
+        in_segment += BATCH as u64;
         let mut lap = Instant::now();
         let mut step = |k: usize, t: &mut [f64; 8], tenth: &mut Vec<[f64; 8]>| {
             let d = lap.elapsed().as_secs_f64();
@@ -1331,7 +1345,7 @@ fn scen_append_phases(n: u64) -> Result<()> {
         kv.flush()?;
         step(7, &mut t, &mut tenth);
         i += BATCH as u64;
-        if i.is_multiple_of((n / 10).max(BATCH as u64)) && i < n {
+        if i.is_multiple_of(batches_per_tenth * BATCH as u64) && i < n {
             tenth.push([0f64; 8]);
         }
     }
@@ -1343,7 +1357,7 @@ fn scen_append_phases(n: u64) -> Result<()> {
     for (k, name) in names.iter().enumerate() {
         let per: Vec<f64> = tenth
             .iter()
-            .map(|x| x[k] * 1e3 / (n as f64 / 10.0 / BATCH as f64))
+            .map(|x| x[k] * 1e3 / batches_per_tenth as f64)
             .collect();
         println!(
             "  {name:>9}: {:6.2} s ({:4.1}%), ms per batch by tenth of the run: {}",
@@ -1396,7 +1410,7 @@ fn scen_append_phases(n: u64) -> Result<()> {
         raw_len / 1024
     );
     println!(
-        "  segment of {n} messages, {} chunks: load_doc [{}] ms; snapshot + the rest as one batch [{}] ms; \
+        "  last segment ({in_segment} messages), {} chunks: load_doc [{}] ms; snapshot + the rest as one batch [{}] ms; \
          a snapshot of it all alone [{}] ms; a full save [{}] ms, {} KiB",
         dmeta.next_chunk - dmeta.first_chunk,
         fmt_list(&per_chunk, 0),
@@ -1564,10 +1578,29 @@ fn scen_exp_blobs(n: u64) -> Result<()> {
     Ok(())
 }
 
+/// `load-docs DIR`: how long loading each document of a data dir takes (the first thing a
+/// fresh process does with a segment it appends to or syncs), and how many chunks it has.
+fn run_load_docs(dir: &str) -> Result<()> {
+    let r = open_dir(Path::new(dir))?;
+    let tx = Tx::new(r.kv());
+    for (id, _) in r.doc_heads()? {
+        let meta = tx.doc_meta(&id)?.context("meta")?;
+        let t = Instant::now();
+        let (mut am, _) = tx.load_doc(&id)?.context("doc")?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        println!(
+            "{id}: {} chunks, {} changes, loaded in {ms:.0} ms",
+            meta.next_chunk - meta.first_chunk,
+            am.get_changes(&[]).len()
+        );
+    }
+    Ok(())
+}
+
 fn usage() -> ! {
     eprintln!(
         "usage: bench <append|append-phases|list|rss|sync|all|build|sample> [--reps N] [--n N]\n\
-         (internal: open-list DIR MAILBOX, measure-rss DIR)"
+         (internal: open-list DIR MAILBOX, measure-rss DIR; diagnostic: load-docs DIR)"
     );
     std::process::exit(2)
 }
@@ -1595,6 +1628,10 @@ fn main() -> Result<()> {
                 usage()
             };
             return run_open_list(d, m);
+        }
+        "load-docs" => {
+            let Some(d) = args.get(1) else { usage() };
+            return run_load_docs(d);
         }
         "measure-rss" => {
             let Some(d) = args.get(1) else { usage() };

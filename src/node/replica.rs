@@ -24,8 +24,9 @@ pub struct Options {
     pub max_message_size: u64,
     /// Messages per segment document before the node opens a new one. automerge 0.12 loads,
     /// snapshots and applies remote changes in time proportional to the whole document, and
-    /// a node's open segment is the one that every append and every sync touches: 16k keeps
-    /// that under ~0.1 s (65,536 made a two-dir sync of 1k new messages take 4.5 s, not 1.2 s).
+    /// a node's open segment is the one every append and every sync touches: with 65,536, a
+    /// two-dir sync of 1k new messages on each side took 2.8 s instead of 1.2 s, and appends
+    /// were ~15% slower (docs/benchmarks.md).
     pub segment_capacity: u64,
     /// Seconds a node waits before renumbering homeless messages it did not claim.
     pub renumber_grace_secs: i64,
