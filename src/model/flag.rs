@@ -52,15 +52,15 @@ impl TryFrom<&str> for Flag {
 /// A set of flags, kept sorted so that its encoding is canonical.
 pub type FlagSet = BTreeSet<Flag>;
 
-/// Parses a space-separated flag list such as `\Seen $Work`.
-pub fn parse_list(s: &str) -> Result<FlagSet, ModelError> {
-    s.split_whitespace().map(Flag::try_from).collect()
-}
-
 impl Flag {
     /// Parses a space-separated flag list such as `\Seen $Work` (parentheses allowed).
     pub fn parse_list(s: &str) -> Result<FlagSet, ModelError> {
-        parse_list(s.trim().trim_start_matches('(').trim_end_matches(')'))
+        s.trim()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .split_whitespace()
+            .map(Flag::try_from)
+            .collect()
     }
 }
 
