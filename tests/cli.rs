@@ -249,16 +249,18 @@ impl Node {
         );
         lines
             .map(|l| {
+                // A mailbox name may hold spaces: the other fields have none.
                 let f: Vec<&str> = l.split(' ').collect();
-                assert_eq!(f.len(), 7, "status line {l:?}");
+                assert!(f.len() >= 7, "status line {l:?}");
+                let n = f.len();
                 let st = Status {
                     account: f[0].to_string(),
-                    mailbox: f[1].to_string(),
-                    uidvalidity: f[2].parse().expect("UIDVALIDITY"),
-                    uidnext: f[3].parse().expect("UIDNEXT"),
-                    messages: f[4].parse().expect("messages"),
-                    unseen: f[5].parse().expect("unseen"),
-                    digest: f[6].to_string(),
+                    mailbox: f[1..n - 5].join(" "),
+                    uidvalidity: f[n - 5].parse().expect("UIDVALIDITY"),
+                    uidnext: f[n - 4].parse().expect("UIDNEXT"),
+                    messages: f[n - 3].parse().expect("messages"),
+                    unseen: f[n - 2].parse().expect("unseen"),
+                    digest: f[n - 1].to_string(),
                 };
                 assert!(st.uidvalidity > 0 && st.uidnext > 0, "{l:?}");
                 assert!(is_hex(&st.digest, 32), "digest of {l:?}");
@@ -970,7 +972,7 @@ fn concurrent_flag_changes_merge_and_expunge_wins() {
 
     // Deleting a mailbox on one side while the other appends to it: the delete removes
     // what it saw (despite a concurrent flag change); the new message survives and
-    // brings the mailbox back.
+    // brings the mailbox back, under a restore name of its own, never under "Job".
     a.create("alice", "Job");
     let old = a.append("alice", "Job", None, &[&files[0], &files[1]]);
     sync(&a, &b);
@@ -980,14 +982,24 @@ fn concurrent_flag_changes_merge_and_expunge_wins() {
     flags(&b, "1", "+\\Seen");
     sync(&a, &b);
     for n in [&a, &b] {
-        let rows = n.list("alice", "Job");
+        let restored: Vec<Status> = n
+            .status(None)
+            .into_iter()
+            .filter(|st| st.mailbox.starts_with("Job (restored "))
+            .collect();
+        assert_eq!(restored.len(), 1, "{restored:?}");
+        assert!(n.status(None).iter().all(|st| st.mailbox != "Job"));
+        let rows = n.list("alice", &restored[0].mailbox);
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!((rows[0].uid, &rows[0].guid), (new[0].0, &new[0].1));
         assert!(old.iter().all(|(_, g)| *g != rows[0].guid));
-        assert_eq!(n.mailbox_status("alice", "Job").uidvalidity, uv);
+        assert_eq!(restored[0].uidvalidity, uv);
     }
     assert_eq!(a.status(None), b.status(None));
     assert_eq!(diff(&[&a, &b]).code, 0);
+    // "Job" is free again, and a new "Job" shows a greater UIDVALIDITY.
+    a.create("alice", "Job");
+    assert!(a.mailbox_status("alice", "Job").uidvalidity > uv);
 }
 
 #[test]
@@ -1445,7 +1457,7 @@ fn diff_three_dirs_and_json() {
 /// `sync` refuses a data dir paired with itself, or with a copy of itself (same node id),
 /// with one clear line, and changes nothing.
 #[test]
-fn sync_refuses_a_dir_with_itself_or_its_copy() {
+fn sync_refuses_a_dir_with_itself() {
     let a = Node::new();
     a.create("alice", "INBOX");
     let m1 = a.msg("m1");
@@ -1453,13 +1465,64 @@ fn sync_refuses_a_dir_with_itself_or_its_copy() {
     let before = a.snapshot();
     let r = run(&["sync", a.dir(), a.dir()]);
     assert_error(&r, "is the same data dir as", "sync A A");
-    let copy = a.root.join("copy");
+    assert_eq!(a.snapshot(), before, "a refused sync changed the data dir");
+}
+
+/// Issue 5 §5: a data dir copied as a backup and restored later writes under a new writer
+/// id, so nothing it writes after the restore collides with what the original wrote.
+#[test]
+fn a_restored_copy_loses_nothing() {
+    let (a, b) = (Node::new(), Node::new());
+    a.create("alice", "INBOX");
+    let files: Vec<PathBuf> = (1..=6).map(|i| a.msg(&format!("m{i}"))).collect();
+    a.append("alice", "INBOX", None, &[&files[0]]);
+    sync(&a, &b);
+    // The backup.
+    let backup = a.root.join("backup");
     let st = Command::new("cp")
-        .args(["-r", a.dir(), s(&copy)])
+        .args(["-a", a.dir(), s(&backup)])
         .status()
         .expect("cp");
     assert!(st.success());
-    let r = run(&["sync", a.dir(), s(&copy)]);
-    assert_error(&r, "nothing to sync", "sync A copy-of-A");
-    assert_eq!(a.snapshot(), before, "a refused sync changed the data dir");
+    // Life goes on at A: writes, synced to B.
+    a.append("alice", "INBOX", None, &[&files[1], &files[2]]);
+    a.cli("flags --account alice --mailbox INBOX --uid 1 +\\Seen");
+    a.cli("mailbox create --account alice Work");
+    a.append("alice", "Work", None, &[&files[3]]);
+    sync(&a, &b);
+    // A's disk dies; the backup is restored in its place and written to before syncing.
+    std::fs::remove_dir_all(a.dir()).expect("rm");
+    std::fs::rename(&backup, a.dir()).expect("restore");
+    let r = a.run(&[
+        "append",
+        "--account",
+        "alice",
+        "--mailbox",
+        "INBOX",
+        s(&files[4]),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.err.contains("copied or restored"), "says why: {r:?}");
+    a.cli("mailbox create --account alice Notes");
+    a.append("alice", "Notes", None, &[&files[5]]);
+    a.cli("flags --account alice --mailbox INBOX --uid 1 +$Restored");
+    sync(&a, &b);
+    sync(&a, &b);
+    assert_eq!(diff(&[&a, &b]).code, 0);
+    let inbox = a.list("alice", "INBOX");
+    let bodies: Vec<&str> = inbox.iter().map(|r| r.blob.as_str()).collect();
+    for f in [&files[0], &files[1], &files[2], &files[4]] {
+        let blob = sha256_hex(&std::fs::read(f).expect("read"));
+        assert_eq!(
+            bodies.iter().filter(|b| **b == blob).count(),
+            1,
+            "{} once in INBOX: {inbox:?}",
+            f.display()
+        );
+    }
+    assert_eq!(inbox.len(), 4, "{inbox:?}");
+    assert_eq!(inbox[0].flags, strs(&["$Restored", "\\Seen"]));
+    assert_eq!(a.list("alice", "Work").len(), 1);
+    assert_eq!(a.list("alice", "Notes").len(), 1);
+    assert_eq!(a.status(None), b.status(None));
 }

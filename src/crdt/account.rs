@@ -1,40 +1,105 @@
-//! The account document: the mailbox tree of one account, as flat keys at the root:
-//! `mb/<mailbox id>/<field>` with fields `cname` (name at creation), `gen` (generation of that
-//! name), `uv` (UIDVALIDITY), `name` (current name, a register) and `del` (deleted).
+//! The account document: the mailbox tree of one account, as flat keys at the root.
 //!
-//! A mailbox's id is derived from (account, creation name, generation), so two nodes that
-//! create one name concurrently write the same keys with the same values: one mailbox, one
-//! UIDVALIDITY. Deleting and creating again bumps the generation: a new mailbox whose
-//! UIDVALIDITY is greater. A deleted mailbox that still holds messages (appended concurrently
-//! with the delete) stays listed, so nothing is silently lost.
+//! | key                     | value  | meaning                                          |
+//! |-------------------------|--------|--------------------------------------------------|
+//! | `mb/<id>/cname`         | string | name at creation                                 |
+//! | `mb/<id>/uv`            | number | UIDVALIDITY at creation                          |
+//! | `mb/<id>/bump/<uv>`     | true   | a greater UIDVALIDITY taken at a rename          |
+//! | `mb/<id>/name`          | string | current name (a register)                        |
+//! | `mb/<id>/alive`         | true   | set by create, *deleted* by delete (add-wins)    |
+//! | `mb/<id>/del`           | true   | deleted (meaningful only while `alive` is unset) |
+//! | `nm/<name>/<uv>`        | true   | `name` has shown this UIDVALIDITY                |
+//!
+//! **The name rule** (invariant 4 is about names: IMAP clients cache UIDVALIDITY by name).
+//! A mailbox's UIDVALIDITY is the greatest of its `uv` and `bump` values, so it only grows.
+//! For a name N, let S(N) be every value in `nm/N/*` and the UIDVALIDITY of every entry
+//! whose name register is N, deleted or not. S(N) only grows: history keys are never
+//! removed, entries never disappear, UIDVALIDITYs only grow, and a rename away from N writes
+//! the mailbox's value into `nm/N`. N is shown for the live entry whose UIDVALIDITY is the
+//! greatest of S(N), and for no other: so what N shows is always max S(N), which never goes
+//! down, and a lower-valued mailbox can never take N back. A live entry that loses its name
+//! to a greater one is listed as `N~<id>`; a deleted mailbox that comes back to hold a
+//! concurrently appended message is listed as `N (restored <id>)`, never under N.
+//!
+//! **UIDVALIDITY values.** A create of N takes a value above max S(N) as the creator knows
+//! it (so delete + create gives a greater value, RFC 3501 2.3.1.1), chosen by hashing
+//! (account, N, that floor) and skipping every value the creator knows in the account, so
+//! values are unique within an account (concurrent creates of two names can still draw the
+//! same value, with probability ~2^-28 for a first generation). The mailbox id is derived
+//! from (account, N, UIDVALIDITY): two nodes that create N concurrently from the same state
+//! derive the same id and write the same keys: one mailbox. A rename onto a name whose S
+//! holds a value at least the mailbox's takes a greater value the same way (a `bump`).
+//!
+//! A create concurrent with a delete of the same mailbox keeps it: the delete removes only
+//! the `alive` value it observed (automerge map semantics), so a concurrent `alive` survives.
 
 use super::CrdtError;
 use crate::model::{AccountName, MailboxId, MailboxName, NodeId, UidValidity};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{AutoCommit, ReadDoc, ScalarValue, Value, ROOT};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One mailbox of the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MailboxEntry {
     pub id: MailboxId,
-    /// Current name (before collision resolution).
+    /// Current name (the register; see [`Account::listed`] for the name it is listed under).
     pub name: String,
     pub creation_name: String,
-    pub generation: u32,
+    /// The greatest of the creation value and the bumps.
     pub uidvalidity: UidValidity,
     pub deleted: bool,
 }
 
-/// Largest generation: UIDVALIDITY keeps the generation in its top 12 bits.
-const MAX_GENERATION: u32 = (1 << 12) - 2;
+/// A UIDVALIDITY above `floor` for `name`, not in `taken`: deterministic, so two nodes that
+/// create one name from the same state pick the same value.
+fn pick_uidvalidity(
+    account: &AccountName,
+    name: &str,
+    floor: u32,
+    taken: &BTreeSet<u32>,
+) -> Result<UidValidity, CrdtError> {
+    for salt in 0u32..64 {
+        let mut h = Sha256::new();
+        h.update(b"dovetail-uidvalidity\0");
+        h.update(account.as_str().as_bytes());
+        h.update([0]);
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(floor.to_be_bytes());
+        h.update(salt.to_be_bytes());
+        let d: [u8; 32] = h.finalize().into();
+        let r = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+        // A first generation spreads over 2^28 values; later ones step at most 2^20 above
+        // the floor, which leaves room for thousands of delete + create cycles of a name.
+        let v = if floor == 0 {
+            1 + r % (1 << 28)
+        } else {
+            u64::from(floor) + 1 + r % (1 << 20)
+        };
+        match u32::try_from(v) {
+            Ok(v) if !taken.contains(&v) => return Ok(UidValidity::new(v).expect("above 0")),
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    // Near the top of the space (or an unlucky run): the next free value above the floor.
+    floor
+        .checked_add(1)
+        .and_then(|lo| (lo..=u32::MAX).find(|v| !taken.contains(v)))
+        .and_then(UidValidity::new)
+        .ok_or_else(|| CrdtError::BadEntry {
+            key: name.to_string(),
+            why: "no UIDVALIDITY left for this name (recreated too many times)".into(),
+        })
+}
 
-/// UIDVALIDITY of the `generation`-th mailbox of a name: greater for every later generation.
-pub fn uidvalidity(account: &AccountName, name: &str, generation: u32) -> UidValidity {
-    let d: [u8; 32] = Sha256::digest(format!("{account}\0{name}").as_bytes()).into();
-    let low = u32::from_be_bytes([0, d[0], d[1], d[2]]) & 0xF_FFFF;
-    UidValidity::new(((generation + 1) << 20) | low).expect("top bits non-zero")
+/// What the document says, parsed once.
+struct Tree {
+    entries: Vec<MailboxEntry>,
+    /// S(N) of every name (history and entries).
+    shown: BTreeMap<String, BTreeSet<u32>>,
 }
 
 /// The account document.
@@ -61,68 +126,132 @@ impl Account {
         Account { doc }
     }
 
-    /// Every mailbox entry, deleted ones included, in id order.
-    pub fn entries(&self) -> Vec<MailboxEntry> {
-        let mut fields: BTreeMap<String, BTreeMap<String, ScalarValue>> = BTreeMap::new();
+    fn tree(&self) -> Tree {
+        #[derive(Default)]
+        struct Fields {
+            name: Option<String>,
+            cname: Option<String>,
+            uv: Option<u64>,
+            bumps: Vec<u64>,
+            alive: bool,
+            del: bool,
+        }
+        let mut fields: BTreeMap<String, Fields> = BTreeMap::new();
+        let mut shown: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        let num = |v: &ScalarValue| match v {
+            ScalarValue::Uint(n) => Some(*n),
+            ScalarValue::Int(n) => u64::try_from(*n).ok(),
+            _ => None,
+        };
         for key in self.doc.keys(ROOT) {
+            if let Some(rest) = key.strip_prefix("nm/") {
+                // The name may contain '/': the value is after the last one.
+                if let Some((name, v)) = rest.rsplit_once('/') {
+                    if let Some(v) = v.parse::<u32>().ok().filter(|v| *v > 0) {
+                        shown.entry(name.to_string()).or_default().insert(v);
+                    }
+                }
+                continue;
+            }
             let mut p = key.splitn(3, '/');
-            if let (Some("mb"), Some(id), Some(field)) = (p.next(), p.next(), p.next()) {
-                if let Ok(Some((Value::Scalar(v), _))) = self.doc.get(ROOT, key.as_str()) {
-                    fields
-                        .entry(id.to_string())
-                        .or_default()
-                        .insert(field.to_string(), v.into_owned());
+            let (Some("mb"), Some(id), Some(field)) = (p.next(), p.next(), p.next()) else {
+                continue;
+            };
+            let Ok(Some((Value::Scalar(v), _))) = self.doc.get(ROOT, key.as_str()) else {
+                continue;
+            };
+            let f = fields.entry(id.to_string()).or_default();
+            match field {
+                "name" => f.name = v.as_str().map(str::to_string),
+                "cname" => f.cname = v.as_str().map(str::to_string),
+                "uv" => f.uv = num(&v),
+                "alive" => f.alive = true,
+                "del" => f.del = matches!(v.as_ref(), ScalarValue::Boolean(true)),
+                _ => {
+                    if let Some(b) = field.strip_prefix("bump/").and_then(|b| b.parse().ok()) {
+                        f.bumps.push(b);
+                    }
                 }
             }
         }
-        fields
+        let entries: Vec<MailboxEntry> = fields
             .into_iter()
             .filter_map(|(id, f)| {
-                let s = |k: &str| match f.get(k) {
-                    Some(ScalarValue::Str(s)) => Some(s.to_string()),
-                    _ => None,
-                };
-                let n = |k: &str| match f.get(k) {
-                    Some(ScalarValue::Uint(n)) => Some(*n),
-                    Some(ScalarValue::Int(n)) => u64::try_from(*n).ok(),
-                    _ => None,
-                };
+                let uv = f.bumps.iter().copied().chain(f.uv).max()?;
                 Some(MailboxEntry {
                     id: MailboxId::try_from(id.as_str()).ok()?,
-                    name: s("name")?,
-                    creation_name: s("cname")?,
-                    generation: u32::try_from(n("gen")?).ok()?,
-                    uidvalidity: UidValidity::new(u32::try_from(n("uv")?).ok()?)?,
-                    deleted: matches!(f.get("del"), Some(ScalarValue::Boolean(true))),
+                    name: f.name?,
+                    creation_name: f.cname?,
+                    uidvalidity: UidValidity::new(u32::try_from(uv).ok()?)?,
+                    deleted: f.del && !f.alive,
                 })
             })
-            .collect()
+            .collect();
+        for e in &entries {
+            shown
+                .entry(e.name.clone())
+                .or_default()
+                .insert(e.uidvalidity.get());
+        }
+        Tree { entries, shown }
     }
 
-    /// The mailboxes to list: not deleted, or deleted but still holding messages. Names
-    /// that collide (concurrent renames or creates) are made distinct the same way on every
-    /// node: the smallest id keeps the name, the others get `~` and their id's first 8 digits.
+    /// Every mailbox entry, deleted ones included, in id order.
+    pub fn entries(&self) -> Vec<MailboxEntry> {
+        self.tree().entries
+    }
+
+    /// The mailboxes to list, under the name rule of this module: not deleted, or deleted
+    /// but still holding messages. The same on every node that has the same document and
+    /// the same `has_messages`.
     pub fn listed(&self, has_messages: impl Fn(&MailboxId) -> bool) -> Vec<Listed> {
-        let mut alive: Vec<MailboxEntry> = self
-            .entries()
-            .into_iter()
-            .filter(|e| !e.deleted || has_messages(&e.id))
-            .collect();
-        alive.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
-        let mut out: Vec<Listed> = Vec::with_capacity(alive.len());
-        for e in alive {
-            let taken = out.last().is_some_and(|l| l.entry.name == e.name);
-            let name = if taken {
-                format!("{}~{}", e.name, &e.id.to_hex()[..8])
-            } else {
+        let tree = self.tree();
+        let mut out: Vec<Listed> = Vec::new();
+        for e in tree.entries {
+            if e.deleted && !has_messages(&e.id) {
+                continue;
+            }
+            let top = tree
+                .shown
+                .get(&e.name)
+                .and_then(|s| s.last().copied())
+                .unwrap_or(0);
+            let short = &e.id.to_hex()[..8];
+            let name = if e.deleted {
+                format!("{} (restored {short})", e.name)
+            } else if e.uidvalidity.get() >= top {
                 e.name.clone()
+            } else {
+                format!("{}~{short}", e.name)
             };
             let name = MailboxName::try_from(name.as_str())
                 .unwrap_or_else(|_| MailboxName::try_from(e.id.to_hex().as_str()).expect("hex"));
             out.push(Listed { name, entry: e });
         }
+        // A made-up name can still meet a real one (a user may type anything): the
+        // greater UIDVALIDITY keeps it, the others get their whole id appended.
+        out.sort_by(|a, b| {
+            (&a.name, std::cmp::Reverse(a.entry.uidvalidity), a.entry.id).cmp(&(
+                &b.name,
+                std::cmp::Reverse(b.entry.uidvalidity),
+                b.entry.id,
+            ))
+        });
+        for i in 1..out.len() {
+            if out[..i].iter().any(|l| l.name == out[i].name) {
+                let n = format!("{}~{}", out[i].name, out[i].entry.id);
+                out[i].name = MailboxName::try_from(n.as_str()).unwrap_or_else(|_| {
+                    MailboxName::try_from(out[i].entry.id.to_hex().as_str()).expect("hex")
+                });
+            }
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// Every UIDVALIDITY value the account knows (to keep new ones unique).
+    fn taken(tree: &Tree) -> BTreeSet<u32> {
+        tree.shown.values().flatten().copied().collect()
     }
 
     /// Creates `name`. The caller has checked that no listed mailbox has that name.
@@ -131,44 +260,84 @@ impl Account {
         account: &AccountName,
         name: &MailboxName,
     ) -> Result<MailboxEntry, CrdtError> {
-        let generation = self
-            .entries()
-            .iter()
-            .filter(|e| e.creation_name == name.as_str())
-            .map(|e| e.generation + 1)
-            .max()
+        let tree = self.tree();
+        let floor = tree
+            .shown
+            .get(name.as_str())
+            .and_then(|s| s.last().copied())
             .unwrap_or(0);
-        if generation > MAX_GENERATION {
-            return Err(CrdtError::BadEntry {
-                key: name.to_string(),
-                why: "mailbox recreated too many times".into(),
-            });
-        }
-        let id = MailboxId::derive(account.as_str(), name.as_str(), generation);
-        let uv = uidvalidity(account, name.as_str(), generation);
+        let uv = pick_uidvalidity(account, name.as_str(), floor, &Self::taken(&tree))?;
+        let id = MailboxId::derive(account.as_str(), name.as_str(), uv.get());
         let k = |f: &str| format!("mb/{id}/{f}");
         self.doc.put(ROOT, k("cname"), name.as_str())?;
-        self.doc.put(ROOT, k("gen"), u64::from(generation))?;
         self.doc.put(ROOT, k("uv"), u64::from(uv.get()))?;
         self.doc.put(ROOT, k("name"), name.as_str())?;
+        self.doc.put(ROOT, k("alive"), true)?;
+        self.doc
+            .put(ROOT, format!("nm/{name}/{}", uv.get()), true)?;
         self.commit("create");
         Ok(MailboxEntry {
             id,
             name: name.to_string(),
             creation_name: name.to_string(),
-            generation,
             uidvalidity: uv,
             deleted: false,
         })
     }
 
-    pub fn rename(&mut self, id: &MailboxId, to: &MailboxName) -> Result<(), CrdtError> {
+    /// Renames a mailbox (bringing it back if it was deleted and restored). The caller has
+    /// checked that no listed mailbox has the new name. Returns its UIDVALIDITY, greater
+    /// than every value the new name has shown.
+    pub fn rename(
+        &mut self,
+        account: &AccountName,
+        id: &MailboxId,
+        to: &MailboxName,
+    ) -> Result<UidValidity, CrdtError> {
+        let tree = self.tree();
+        let e = tree
+            .entries
+            .iter()
+            .find(|e| &e.id == id)
+            .ok_or_else(|| CrdtError::BadEntry {
+                key: id.to_hex(),
+                why: "no such mailbox".into(),
+            })?;
+        let mut uv = e.uidvalidity;
+        // The old name keeps this value in its history: no lower one takes it later.
+        self.doc
+            .put(ROOT, format!("nm/{}/{}", e.name, uv.get()), true)?;
+        let floor = tree
+            .shown
+            .get(to.as_str())
+            .and_then(|s| s.last().copied())
+            .unwrap_or(0);
+        // Equal is this mailbox's own value (values are unique): no bump needed.
+        if floor > uv.get() {
+            uv = pick_uidvalidity(account, to.as_str(), floor, &Self::taken(&tree))?;
+            self.doc
+                .put(ROOT, format!("mb/{id}/bump/{}", uv.get()), true)?;
+        }
+        self.doc.put(ROOT, format!("nm/{to}/{}", uv.get()), true)?;
         self.doc.put(ROOT, format!("mb/{id}/name"), to.as_str())?;
+        if e.deleted {
+            self.doc.put(ROOT, format!("mb/{id}/alive"), true)?;
+        }
         self.commit("rename");
-        Ok(())
+        Ok(uv)
     }
 
+    /// Deletes a mailbox: removes the `alive` value this node observed (a concurrent
+    /// create keeps the mailbox) and marks it deleted.
     pub fn delete(&mut self, id: &MailboxId) -> Result<(), CrdtError> {
+        let alive = format!("mb/{id}/alive");
+        if self.doc.get(ROOT, alive.as_str())?.is_some() {
+            self.doc.delete(ROOT, alive.as_str())?;
+        }
+        if let Some(e) = self.tree().entries.into_iter().find(|e| &e.id == id) {
+            self.doc
+                .put(ROOT, format!("nm/{}/{}", e.name, e.uidvalidity.get()), true)?;
+        }
         self.doc.put(ROOT, format!("mb/{id}/del"), true)?;
         self.commit("delete");
         Ok(())

@@ -6,12 +6,24 @@
 //! |----------------------|--------------------------------|------------------------------|
 //! | `m/<guid>`           | `"<blob> <size> <internaldate>"` | a message (written once)   |
 //! | `c/<guid>/<uid>`     | lamport counter                | a UID claim (never removed)  |
-//! | `f/<guid>/<flag>`    | `true`                         | flag set; deleted to clear   |
+//! | `t/<guid>/<tag>/<flag>` | `true`                      | one add of a flag            |
+//! | `f/<guid>/<flag>`    | `true`                         | a flag (older format, read)  |
 //! | `x/<guid>`           | `true`                         | expunged (final)             |
 //!
-//! Flags get add-wins for free from automerge: a delete removes only the values its author
-//! observed, so a concurrent set survives. Claims live in the document of the node that made
-//! them (its open segment), so a renumbering is one atomic change.
+//! Flags are an observed-remove set with explicit tags: every add of a flag is a new key
+//! whose tag (`<lamport>.<writer>`) names the change that made it, and removing a flag
+//! deletes exactly the tags the remover's *view* held. So a flag is set iff some add of it
+//! was not removed by a node that had seen that add: add-wins, decided by what each node
+//! showed, not by what its document happened to hold (a remote change stored but not yet
+//! applied to the view is never removed by a local `-FLAGS`). Every fact is a function of
+//! the change alone, never of the document's current state, so the view is a function of
+//! the set of applied changes. Claims live in the document of the node that made them (its
+//! open segment), so a renumbering is one atomic change.
+//!
+//! Entries of a kind this version does not know (written by a newer one) are ignored one by
+//! one: the known entries of the change still apply, so a rolling upgrade never drops a
+//! claim. A malformed entry of a known kind makes the whole change malformed, which every
+//! node skips alike.
 
 use super::meta::ChangeMeta;
 use super::CrdtError;
@@ -35,10 +47,11 @@ pub enum Fact {
     },
     /// `guid` claims `uid`, with op id `op`.
     Claim { guid: Guid, uid: Uid, op: OpId },
-    /// After this change, `flag` is (or is not) set on `guid` in the document.
+    /// The add of `flag` on `guid` named `tag` was made (`present`) or removed.
     Flag {
         guid: Guid,
         flag: Flag,
+        tag: String,
         present: bool,
     },
     /// `guid` is expunged, for good.
@@ -58,13 +71,16 @@ pub enum LocalOp {
         guid: Guid,
         uid: Uid,
     },
+    /// Adds `flag` (a new tag named after this change).
     SetFlag {
         guid: Guid,
         flag: Flag,
     },
+    /// Removes the adds of `flag` named `tags` (those the view holds).
     ClearFlag {
         guid: Guid,
         flag: Flag,
+        tags: Vec<String>,
     },
     Expunge {
         guid: Guid,
@@ -104,11 +120,6 @@ impl Segment {
         Segment { doc, id }
     }
 
-    /// Whether `flag` is currently set on `guid` in this document.
-    pub fn has_flag(&self, guid: &Guid, flag: &Flag) -> bool {
-        matches!(self.doc.get(ROOT, flag_key(guid, flag)), Ok(Some(_)))
-    }
-
     /// Writes `ops` as one change carrying `meta`, and returns the facts it establishes.
     pub fn commit(&mut self, ops: &[LocalOp], meta: &ChangeMeta) -> Result<Vec<Fact>, CrdtError> {
         let mut facts = Vec::with_capacity(ops.len());
@@ -143,22 +154,34 @@ impl Segment {
                     });
                 }
                 LocalOp::SetFlag { guid, flag } => {
-                    self.doc.put(ROOT, flag_key(guid, flag), true)?;
+                    let tag = tag_of(meta);
+                    self.doc.put(ROOT, tag_key(guid, &tag, flag), true)?;
                     facts.push(Fact::Flag {
                         guid: *guid,
                         flag: flag.clone(),
+                        tag,
                         present: true,
                     });
                 }
-                LocalOp::ClearFlag { guid, flag } => {
-                    if self.has_flag(guid, flag) {
-                        self.doc.delete(ROOT, flag_key(guid, flag))?;
+                LocalOp::ClearFlag { guid, flag, tags } => {
+                    for tag in tags {
+                        let key = if tag.is_empty() {
+                            legacy_flag_key(guid, flag)
+                        } else {
+                            tag_key(guid, tag, flag)
+                        };
+                        // Absent when an older remote change removed it too (a concurrent
+                        // removal of the same add): nothing left to delete.
+                        if self.doc.get(ROOT, key.as_str())?.is_some() {
+                            self.doc.delete(ROOT, key.as_str())?;
+                        }
+                        facts.push(Fact::Flag {
+                            guid: *guid,
+                            flag: flag.clone(),
+                            tag: tag.clone(),
+                            present: false,
+                        });
                     }
-                    facts.push(Fact::Flag {
-                        guid: *guid,
-                        flag: flag.clone(),
-                        present: false,
-                    });
                 }
                 LocalOp::Expunge { guid } => {
                     self.doc.put(ROOT, format!("x/{guid}"), true)?;
@@ -177,77 +200,109 @@ impl Segment {
         Ok(facts)
     }
 
-    /// The facts of a change already in this document (a remote one). Flag facts report the
-    /// flag as the document holds it now, so that the view ends where automerge's add-wins
-    /// merge ends, whatever order changes were applied in.
+    /// The facts of a change already in this document (a remote one): a function of the
+    /// change alone. Unknown entry kinds are skipped; a malformed known entry is an error.
     pub fn facts_of(&self, change: &Change, meta: &ChangeMeta) -> Result<Vec<Fact>, CrdtError> {
-        let expanded = change.decode();
-        let mut facts = Vec::with_capacity(expanded.operations.len());
-        for op in &expanded.operations {
-            let key = match (&op.obj, &op.key) {
-                (ObjectId::Root, Key::Map(k)) => k.as_str(),
-                _ => {
-                    return Err(CrdtError::BadEntry {
-                        key: format!("{:?}", op.key),
-                        why: "not a root map key".into(),
-                    })
-                }
-            };
-            let bad = |why: &str| CrdtError::BadEntry {
-                key: key.to_string(),
-                why: why.to_string(),
-            };
-            let is_put = matches!(op.action, OpType::Put(_));
-            let mut parts = key.splitn(3, '/');
-            let kind = parts.next().unwrap_or("");
-            let guid = Guid::try_from(parts.next().unwrap_or("")).map_err(|_| bad("bad guid"))?;
-            let rest = parts.next();
-            match (kind, rest, is_put) {
-                ("m", None, true) => {
-                    let v = match &op.action {
-                        OpType::Put(ScalarValue::Str(s)) => s.to_string(),
-                        _ => return Err(bad("message value is not a string")),
-                    };
-                    let mut f = v.split(' ');
-                    let blob = BlobId::try_from(f.next().unwrap_or(""))?;
-                    let size = f.next().and_then(|s| s.parse().ok());
-                    let date = f.next().and_then(|s| s.parse().ok());
-                    match (size, date, f.next()) {
-                        (Some(size), Some(internal_date), None) => facts.push(Fact::Message {
-                            guid,
-                            blob,
-                            size,
-                            internal_date,
-                            home: self.id,
-                        }),
-                        _ => return Err(bad("bad message value")),
-                    }
-                }
-                ("c", Some(uid), true) => facts.push(Fact::Claim {
-                    guid,
-                    uid: Uid::try_from(uid)?,
-                    op: OpId {
-                        counter: meta.lamport,
-                        node: meta.node,
-                    },
-                }),
-                ("f", Some(flag), _) => {
-                    let flag = Flag::try_from(flag)?;
-                    let present = self.has_flag(&guid, &flag);
-                    facts.push(Fact::Flag {
-                        guid,
-                        flag,
-                        present,
-                    });
-                }
-                ("x", None, true) => facts.push(Fact::Expunge { guid }),
-                _ => return Err(bad("unknown entry")),
-            }
-        }
-        Ok(facts)
+        facts_of_change(change, meta, self.id)
     }
 }
 
-fn flag_key(guid: &Guid, flag: &Flag) -> String {
+/// The facts of `change` to segment `home` (see [`Segment::facts_of`]).
+pub fn facts_of_change(
+    change: &Change,
+    meta: &ChangeMeta,
+    home: SegmentRef,
+) -> Result<Vec<Fact>, CrdtError> {
+    let expanded = change.decode();
+    let mut facts = Vec::with_capacity(expanded.operations.len());
+    for op in &expanded.operations {
+        let key = match (&op.obj, &op.key) {
+            (ObjectId::Root, Key::Map(k)) => k.as_str(),
+            _ => {
+                return Err(CrdtError::BadEntry {
+                    key: format!("{:?}", op.key),
+                    why: "not a root map key".into(),
+                })
+            }
+        };
+        let bad = |why: &str| CrdtError::BadEntry {
+            key: key.to_string(),
+            why: why.to_string(),
+        };
+        let is_put = matches!(op.action, OpType::Put(_));
+        let is_delete = matches!(op.action, OpType::Delete);
+        let mut parts = key.splitn(3, '/');
+        let kind = parts.next().unwrap_or("");
+        if !matches!(kind, "m" | "c" | "f" | "t" | "x") {
+            // A newer version's entry: its known entries still apply.
+            tracing::debug!(key, "skipping an entry of an unknown kind");
+            continue;
+        }
+        let guid = Guid::try_from(parts.next().unwrap_or("")).map_err(|_| bad("bad guid"))?;
+        let rest = parts.next();
+        match (kind, rest) {
+            ("m", None) if is_put => {
+                let v = match &op.action {
+                    OpType::Put(ScalarValue::Str(s)) => s.to_string(),
+                    _ => return Err(bad("message value is not a string")),
+                };
+                let mut f = v.split(' ');
+                let blob = BlobId::try_from(f.next().unwrap_or(""))?;
+                let size = f.next().and_then(|s| s.parse().ok());
+                let date = f.next().and_then(|s| s.parse().ok());
+                match (size, date, f.next()) {
+                    (Some(size), Some(internal_date), None) => facts.push(Fact::Message {
+                        guid,
+                        blob,
+                        size,
+                        internal_date,
+                        home,
+                    }),
+                    _ => return Err(bad("bad message value")),
+                }
+            }
+            ("c", Some(uid)) if is_put => facts.push(Fact::Claim {
+                guid,
+                uid: Uid::try_from(uid)?,
+                op: OpId {
+                    counter: meta.lamport,
+                    node: meta.node,
+                },
+            }),
+            ("t", Some(rest)) if is_put || is_delete => {
+                let (tag, flag) = rest.split_once('/').ok_or_else(|| bad("bad flag tag"))?;
+                if tag.is_empty() {
+                    return Err(bad("empty flag tag"));
+                }
+                facts.push(Fact::Flag {
+                    guid,
+                    flag: Flag::try_from(flag)?,
+                    tag: tag.to_string(),
+                    present: is_put,
+                });
+            }
+            ("f", Some(flag)) if is_put || is_delete => facts.push(Fact::Flag {
+                guid,
+                flag: Flag::try_from(flag)?,
+                tag: String::new(),
+                present: is_put,
+            }),
+            ("x", None) if is_put => facts.push(Fact::Expunge { guid }),
+            _ => return Err(bad("unexpected operation")),
+        }
+    }
+    Ok(facts)
+}
+
+/// The tag of the flag adds a change makes: unique per (writer, change) within a mailbox.
+fn tag_of(meta: &ChangeMeta) -> String {
+    format!("{}.{}", meta.lamport, &meta.node.to_hex()[..16])
+}
+
+fn tag_key(guid: &Guid, tag: &str, flag: &Flag) -> String {
+    format!("t/{guid}/{tag}/{flag}")
+}
+
+fn legacy_flag_key(guid: &Guid, flag: &Flag) -> String {
     format!("f/{guid}/{flag}")
 }

@@ -14,7 +14,7 @@ use super::segment::{Fact, SegmentRef};
 use crate::model::{BlobId, Flag, FlagSet, Guid, ModSeq, NodeId, OpId, Uid};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a node knows about one message of a mailbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,7 +24,11 @@ pub struct MsgRec {
     pub internal_date: i64,
     /// Every claim on this message: (UID, op id).
     pub claims: Vec<(Uid, OpId)>,
+    /// The flags set: those with at least one add not removed.
     pub flags: FlagSet,
+    /// Per flag, the tags of its adds not removed (see `segment`): a `-FLAGS` removes
+    /// exactly these.
+    pub tags: BTreeMap<Flag, BTreeSet<String>>,
     pub expunged: bool,
     /// The segment holding the message.
     pub home: SegmentRef,
@@ -199,6 +203,7 @@ pub fn apply_facts<T: ViewTables>(
                         internal_date: *internal_date,
                         claims: Vec::new(),
                         flags: FlagSet::new(),
+                        tags: BTreeMap::new(),
                         expunged: false,
                         home: *home,
                         shown: None,
@@ -230,19 +235,32 @@ pub fn apply_facts<T: ViewTables>(
             Fact::Flag {
                 guid,
                 flag,
+                tag,
                 present,
             } => {
                 let Some(mut rec) = t.msg(guid)? else {
                     continue;
                 };
-                let changed = if *present {
+                let tags = rec.tags.entry(flag.clone()).or_default();
+                let changed_tags = if *present {
+                    tags.insert(tag.clone())
+                } else {
+                    tags.remove(tag)
+                };
+                let set = !tags.is_empty();
+                if !set {
+                    rec.tags.remove(flag);
+                }
+                let changed_flags = if set {
                     rec.flags.insert(flag.clone())
                 } else {
                     rec.flags.remove(flag)
                 };
-                if changed {
+                if changed_flags {
                     t.put_msg(guid, &rec);
                     touch(*guid, true);
+                } else if changed_tags {
+                    t.put_msg(guid, &rec);
                 }
             }
             Fact::Expunge { guid } => {

@@ -55,8 +55,8 @@ hex_id!(
     BlobId, 32, "blob id"
 );
 hex_id!(
-    /// A mailbox incarnation: derived from (account, creation name, generation) so that
-    /// concurrent creates of one name on two nodes name the same mailbox.
+    /// A mailbox incarnation: derived from (account, creation name, UIDVALIDITY) so that
+    /// concurrent creates of one name from the same state on two nodes name one mailbox.
     MailboxId, 16, "mailbox id"
 );
 hex_id!(
@@ -79,15 +79,15 @@ impl Guid {
 }
 
 impl MailboxId {
-    /// The id of the `generation`-th mailbox created under `name` in `account`.
-    pub fn derive(account: &str, name: &str, generation: u32) -> MailboxId {
+    /// The id of the mailbox created under `name` in `account` with UIDVALIDITY `uv`.
+    pub fn derive(account: &str, name: &str, uv: u32) -> MailboxId {
         let mut h = Sha256::new();
         h.update(b"dovetail-mailbox\0");
         h.update(account.as_bytes());
         h.update([0]);
         h.update(name.as_bytes());
         h.update([0]);
-        h.update(generation.to_be_bytes());
+        h.update(uv.to_be_bytes());
         let d: [u8; 32] = h.finalize().into();
         MailboxId(d[..16].try_into().expect("16 bytes"))
     }

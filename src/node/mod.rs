@@ -7,6 +7,7 @@ mod message;
 mod offline;
 mod ops;
 mod replica;
+mod writer;
 
 pub use message::{check_message, NewMessage};
 pub use offline::{sync_pair, SyncReport};

@@ -122,7 +122,7 @@ impl Replica {
             if r.listed(tx, &acc)?.iter().any(|l| &l.name == to) {
                 return Err(NodeError::MailboxExists(to.to_string()));
             }
-            acc.rename(&e.id, to)?;
+            acc.rename(a, &e.id, to)?;
             r.put_account(tx, a, acc);
             Ok(())
         })
@@ -236,8 +236,13 @@ impl Replica {
             let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
             let mut by_seg: BTreeMap<SegmentRef, Vec<LocalOp>> = BTreeMap::new();
             for (_, row) in &rows {
-                let home = home_of(tx, &e.id, &row.guid)?;
-                let have = &row.flags;
+                // What this node shows decides: a remote change stored but not yet applied
+                // to the view neither satisfies a `+FLAGS` nor is removed by a `-FLAGS`.
+                let rec = tx
+                    .view(e.id)
+                    .msg_rec(&row.guid)?
+                    .ok_or_else(|| NodeError::Io(format!("message {} has no record", row.guid)))?;
+                let have = &rec.flags;
                 let (add, del): (Vec<&Flag>, Vec<&Flag>) = match op {
                     FlagOp::Add(f) => (f.difference(have).collect(), vec![]),
                     FlagOp::Remove(f) => (vec![], f.intersection(have).collect()),
@@ -245,7 +250,7 @@ impl Replica {
                         (f.difference(have).collect(), have.difference(f).collect())
                     }
                 };
-                let ops = by_seg.entry(home).or_default();
+                let ops = by_seg.entry(rec.home).or_default();
                 for f in add {
                     ops.push(LocalOp::SetFlag {
                         guid: row.guid,
@@ -256,6 +261,11 @@ impl Replica {
                     ops.push(LocalOp::ClearFlag {
                         guid: row.guid,
                         flag: f.clone(),
+                        tags: rec
+                            .tags
+                            .get(f)
+                            .map(|t| t.iter().cloned().collect())
+                            .unwrap_or_default(),
                     });
                 }
             }

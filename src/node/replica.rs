@@ -91,7 +91,12 @@ pub type DocHeads = Vec<(String, Vec<[u8; 32]>)>;
 /// One node's data.
 pub struct Replica {
     pub(crate) kv: Arc<dyn Kv>,
+    /// The writer id: the automerge actor and mailbox-clock entry of this data dir's
+    /// changes. It is the node id until the data dir is copied or restored from a backup;
+    /// then it is fresh, so no (actor, sequence number) is ever used twice (docs/design.md).
     pub(crate) node: NodeId,
+    /// The node's network identity (its ed25519 public key), which a restore keeps.
+    pub(crate) peer: NodeId,
     pub(crate) opts: Options,
     /// Open documents and the metadata of what is persisted of them.
     pub(crate) docs: HashMap<String, (AutoCommit, DocMeta)>,
@@ -101,6 +106,9 @@ pub struct Replica {
     /// Live sync sessions by (peer, document). Only their persistent part (the shared
     /// heads) is stored; the in-flight part must live as long as the connection.
     sessions: HashMap<(NodeId, String), DocSession>,
+    /// Set when a peer sent a change this replica's own writer made that it does not have:
+    /// the data dir went back in time, and must write under a new writer from now on.
+    rewound: bool,
 }
 
 impl Replica {
@@ -127,7 +135,10 @@ impl Replica {
             return Err(NodeError::NoDataDir(dir.to_path_buf()));
         }
         let kv = SledKv::open(dir)?;
-        Replica::with_kv(Arc::new(kv), None, opts)
+        let place = super::writer::DirPlace::of(&dir.join("db"))?;
+        let mut r = Replica::with_kv(Arc::new(kv), None, opts)?;
+        r.node = super::writer::writer_for(r.kv.as_ref(), &r.peer, Some(place))?;
+        Ok(r)
     }
 
     /// Opens a replica on any store; creates the identity (from `seed`, if given) when the
@@ -149,18 +160,28 @@ impl Replica {
                 k
             }
         };
+        let peer = identity::node_id(&key);
+        let node = super::writer::writer_for(kv.as_ref(), &peer, None)?;
         Ok(Replica {
-            node: identity::node_id(&key),
+            node,
+            peer,
             kv,
             opts,
             docs: HashMap::new(),
             lru: Vec::new(),
             sessions: HashMap::new(),
+            rewound: false,
         })
     }
 
+    /// The id this replica writes and syncs as (see [`Replica::new_writer`]).
     pub fn node_id(&self) -> NodeId {
         self.node
+    }
+
+    /// The node's network identity: its ed25519 public key, kept across restores.
+    pub fn peer_id(&self) -> NodeId {
+        self.peer
     }
 
     pub fn options(&self) -> &Options {
@@ -189,6 +210,9 @@ impl Replica {
                 while self.lru.len() > MAX_OPEN_DOCS {
                     let old = self.lru.remove(0);
                     self.docs.remove(&old);
+                }
+                if std::mem::take(&mut self.rewound) {
+                    self.new_writer()?;
                 }
                 Ok(v)
             }
@@ -423,6 +447,11 @@ impl Replica {
         self.sessions.insert((*peer, doc.to_string()), s);
     }
 
+    /// Ends every live sync session.
+    pub(crate) fn end_all_sessions(&mut self) {
+        self.sessions.clear();
+    }
+
     /// Ends every live session with `peer` (the connection closed).
     pub fn end_sessions(&mut self, peer: &NodeId) {
         self.sessions.retain(|(p, _), _| p != peer);
@@ -567,6 +596,12 @@ impl Replica {
                 if cm.already_applied(&meta.applied) {
                     tx.delete(key_pending(mb, h));
                     continue;
+                }
+                if cm.node == self.node {
+                    // Our own writer made this change and we never applied it: this data
+                    // dir went back in time (restored from a backup or a snapshot).
+                    tracing::warn!(doc = %d, change = %h, "received a change of our own writer that this data dir does not have: it was restored; switching writer");
+                    self.rewound = true;
                 }
                 if !cm.deliverable(&meta.applied) {
                     continue;

@@ -11,6 +11,7 @@
 //! | `P`    | mailbox id, change hash     | doc id of a change not yet applied      |
 //! | `S`    | peer id, doc id             | automerge sync state                    |
 //! | `I`    |                             | node identity (ed25519 keypair)         |
+//! | `W`    |                             | writer id and the store's (dev, inode)  |
 //!
 //! Blobs live in the engine's blob space, keyed by sha256.
 //!
@@ -91,6 +92,8 @@ pub fn key_sync_state(peer: &NodeId, doc: &str) -> Vec<u8> {
     [b"S".as_slice(), peer.as_bytes(), doc.as_bytes()].concat()
 }
 pub const KEY_IDENTITY: &[u8] = b"I";
+/// The writer record: the writer id and where the store was when it was recorded.
+pub const KEY_WRITER: &[u8] = b"W";
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).expect("serializing to memory cannot fail")

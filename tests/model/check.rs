@@ -13,12 +13,14 @@ impl Sim {
             let st = self.status(i)?;
             let mut visible: BTreeMap<String, BTreeSet<Guid>> = BTreeMap::new();
             for s in &st {
-                // Invariant 4: UIDVALIDITY of a mailbox id never changes (on any node).
-                let uv = *self
-                    .uidvalidity
-                    .entry(s.id.clone())
-                    .or_insert(s.uidvalidity);
-                if uv != s.uidvalidity {
+                // Invariant 4: UIDVALIDITY of a mailbox id never goes down (on any node);
+                // it goes up only when a rename takes a name that showed a greater one.
+                let key = format!("{i}/{}", s.id);
+                let uv = *self.uidvalidity.entry(key.clone()).or_insert(s.uidvalidity);
+                if s.uidvalidity > uv {
+                    self.uidvalidity.insert(key, s.uidvalidity);
+                }
+                if uv > s.uidvalidity {
                     return Err(format!(
                         "inv 4: node {i} mailbox {} ({}) UIDVALIDITY {} was {uv}",
                         s.name, s.id, s.uidvalidity

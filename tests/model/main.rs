@@ -494,7 +494,7 @@ fn concurrent_flag_updates_all_survive() {
 
 /// A mailbox deleted on one node while another appends to it: the delete removes only
 /// what the deleting node saw, the concurrent message survives and brings the mailbox
-/// back (same id, same UIDVALIDITY) on every node.
+/// back (same id, same UIDVALIDITY) on every node, under a restore name: "Work" is free.
 #[test]
 fn delete_racing_an_append_keeps_the_message() {
     scenario(2, 14, |sim| {
@@ -508,9 +508,18 @@ fn delete_racing_an_append_keeps_the_message() {
         sim.sync(0, 1)?;
         sim.quiesce()?;
         sim.check_converged()?;
-        let rows = sim.rows(0, "Work")?;
+        let st = sim.status(0)?;
+        let restored: Vec<_> = st
+            .iter()
+            .filter(|s| s.name.starts_with("Work (restored "))
+            .collect();
+        if restored.len() != 1 || st.iter().any(|s| s.name == "Work") {
+            return Err(format!("mailboxes: {st:?}"));
+        }
+        let name = restored[0].name.clone();
+        let rows = sim.rows(0, &name)?;
         if rows.len() != 1 || rows[0].1.guid != kept[0] {
-            return Err(format!("Work holds {:?}", uids(&rows)));
+            return Err(format!("{name} holds {:?}", uids(&rows)));
         }
         Ok(())
     });
