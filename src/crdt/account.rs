@@ -54,15 +54,23 @@ pub struct MailboxEntry {
 
 /// A UIDVALIDITY above `floor` for `name`, not in `taken`: deterministic, so two nodes that
 /// create one name from the same state pick the same value.
+/// `mailbox` is `None` for a create (whose id derives from the value) and the mailbox for a
+/// rename, so that a rename and a concurrent create of the same name above the same floor
+/// do not draw the same value.
 fn pick_uidvalidity(
     account: &AccountName,
     name: &str,
     floor: u32,
     taken: &BTreeSet<u32>,
+    mailbox: Option<&MailboxId>,
 ) -> Result<UidValidity, CrdtError> {
     for salt in 0u32..64 {
         let mut h = Sha256::new();
         h.update(b"dovetail-uidvalidity\0");
+        if let Some(id) = mailbox {
+            h.update(b"rename\0");
+            h.update(id.as_bytes());
+        }
         h.update(account.as_str().as_bytes());
         h.update([0]);
         h.update(name.as_bytes());
@@ -266,7 +274,7 @@ impl Account {
             .get(name.as_str())
             .and_then(|s| s.last().copied())
             .unwrap_or(0);
-        let uv = pick_uidvalidity(account, name.as_str(), floor, &Self::taken(&tree))?;
+        let uv = pick_uidvalidity(account, name.as_str(), floor, &Self::taken(&tree), None)?;
         let id = MailboxId::derive(account.as_str(), name.as_str(), uv.get());
         let k = |f: &str| format!("mb/{id}/{f}");
         self.doc.put(ROOT, k("cname"), name.as_str())?;
@@ -314,7 +322,7 @@ impl Account {
             .unwrap_or(0);
         // Equal is this mailbox's own value (values are unique): no bump needed.
         if floor > uv.get() {
-            uv = pick_uidvalidity(account, to.as_str(), floor, &Self::taken(&tree))?;
+            uv = pick_uidvalidity(account, to.as_str(), floor, &Self::taken(&tree), Some(id))?;
             self.doc
                 .put(ROOT, format!("mb/{id}/bump/{}", uv.get()), true)?;
         }

@@ -74,9 +74,7 @@ pub struct MailboxMeta {
     /// Order-independent hash of the visible rows: the wrapping sum of their hashes.
     pub digest: u128,
     /// Messages with claims but no live claim, with their greatest claim (op id, UID).
-    pub homeless: BTreeMap<Guid, (OpId, Uid)>,
-    /// When (seconds, node clock) the homeless set last became non-empty.
-    pub homeless_since: Option<i64>,
+    pub homeless: BTreeMap<Guid, Homeless>,
     /// This node's open segment (generation) and how many messages it holds.
     pub open_segment: Option<(u32, u64)>,
 }
@@ -94,27 +92,36 @@ impl MailboxMeta {
         self.applied.get(node).copied().unwrap_or(0) + 1
     }
 
-    /// Whether `me` should renumber the homeless messages now: at once if it made the
-    /// greatest claim of one of them, otherwise once the grace period has passed.
-    pub fn renumber_due(&self, me: &NodeId, now: i64, grace_secs: i64) -> bool {
-        if self.homeless.is_empty() {
-            return false;
-        }
-        self.homeless.values().any(|(op, _)| op.node == *me)
-            || self
-                .homeless_since
-                .is_some_and(|t| now.saturating_sub(t) >= grace_secs)
+    /// Whether a homeless message is due for renumbering by `me`: at once if `me` made its
+    /// greatest claim, otherwise once it has been homeless for the grace period (counted per
+    /// message, so a message that became homeless later waits its own full period).
+    fn due(h: &Homeless, me: &NodeId, now: i64, grace_secs: i64) -> bool {
+        h.op.node == *me || now.saturating_sub(h.since) >= grace_secs
     }
 
-    /// The claims a renumbering makes: homeless messages ordered by their greatest claim
-    /// (op id, then its UID, so a batch keeps its order; then GUID), given ascending UIDs from UIDNEXT. Every node that renumbers the same
-    /// homeless set from the same UIDNEXT makes the same claims, so duplicates are harmless.
-    /// `None` if the 32-bit UID space would be exhausted.
-    pub fn renumber_plan(&self) -> Option<Vec<(Guid, Uid)>> {
+    /// Whether `me` should renumber some homeless messages now.
+    pub fn renumber_due(&self, me: &NodeId, now: i64, grace_secs: i64) -> bool {
+        self.homeless
+            .values()
+            .any(|h| Self::due(h, me, now, grace_secs))
+    }
+
+    /// The claims a renumbering by `me` makes: the homeless messages due, ordered by their
+    /// greatest claim (op id, then its UID, so a batch keeps its order; then GUID), given
+    /// ascending UIDs from UIDNEXT. Every node that renumbers the same messages from the
+    /// same UIDNEXT makes the same claims, so duplicates are harmless. `None` if the 32-bit
+    /// UID space of the mailbox would be exhausted.
+    pub fn renumber_plan(
+        &self,
+        me: &NodeId,
+        now: i64,
+        grace_secs: i64,
+    ) -> Option<Vec<(Guid, Uid)>> {
         let mut order: Vec<(OpId, Uid, Guid)> = self
             .homeless
             .iter()
-            .map(|(g, (o, u))| (*o, *u, *g))
+            .filter(|(_, h)| Self::due(h, me, now, grace_secs))
+            .map(|(g, h)| (h.op, h.uid, *g))
             .collect();
         order.sort();
         order
@@ -131,6 +138,15 @@ impl MailboxMeta {
     pub fn uidnext_u32(&self) -> u32 {
         u32::try_from(self.uidnext).unwrap_or(u32::MAX)
     }
+}
+
+/// A message with claims but no live one: its greatest claim, and since when (node clock,
+/// seconds) it has been homeless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Homeless {
+    pub op: OpId,
+    pub uid: Uid,
+    pub since: i64,
 }
 
 /// A change to what a node shows, for front ends (IMAP untagged responses) and tests.
@@ -277,12 +293,7 @@ pub fn apply_facts<T: ViewTables>(
     }
     let mut events = Vec::new();
     for (g, dirty) in touched {
-        refresh(t, meta, &g, dirty, &mut events)?;
-    }
-    if meta.homeless.is_empty() {
-        meta.homeless_since = None;
-    } else if meta.homeless_since.is_none() {
-        meta.homeless_since = Some(now);
+        refresh(t, meta, &g, dirty, now, &mut events)?;
     }
     Ok(events)
 }
@@ -293,6 +304,7 @@ fn refresh<T: ViewTables>(
     meta: &mut MailboxMeta,
     guid: &Guid,
     dirty: bool,
+    now: i64,
     events: &mut Vec<ViewEvent>,
 ) -> Result<(), T::Error> {
     let Some(mut rec) = t.msg(guid)? else {
@@ -309,7 +321,9 @@ fn refresh<T: ViewTables>(
     let new_uid = best.map(|(_, u)| u);
     match rec.claims.iter().map(|&(u, op)| (op, u)).max() {
         Some(greatest) if !rec.expunged && new_uid.is_none() => {
-            meta.homeless.insert(*guid, greatest);
+            let (op, uid) = greatest;
+            let since = meta.homeless.get(guid).map_or(now, |h| h.since);
+            meta.homeless.insert(*guid, Homeless { op, uid, since });
         }
         _ => {
             meta.homeless.remove(guid);

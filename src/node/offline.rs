@@ -33,6 +33,13 @@ pub fn sync_pair(a: &mut Replica, b: &mut Replica, now: i64) -> Result<SyncRepor
             a.node_id()
         )));
     }
+    // Changes stored by an earlier sync that was cut short (a crash) may still wait for
+    // their blobs; their documents' heads already match, so no document sync would bring
+    // those blobs up again: fetch them first.
+    let missing = b.deliver_all(now)?;
+    copy_blobs(a, b, &missing, now, &mut rep)?;
+    let missing = a.deliver_all(now)?;
+    copy_blobs(b, a, &missing, now, &mut rep)?;
     for _ in 0..16 {
         rep.rounds += 1;
         let ha: BTreeMap<String, Vec<[u8; 32]>> = a.doc_heads()?.into_iter().collect();

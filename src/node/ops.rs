@@ -459,10 +459,16 @@ impl Replica {
             let kv = std::sync::Arc::clone(&self.kv);
             let tx = Tx::new(kv.as_ref());
             let acc = self.account_or_err(&tx, &a)?;
+            let names: BTreeMap<MailboxId, String> = self
+                .listed(&tx, &acc)?
+                .into_iter()
+                .map(|l| (l.entry.id, l.name.to_string()))
+                .collect();
             let ids: Vec<_> = acc.entries().into_iter().map(|e| e.id).collect();
             drop(tx);
             for mb in ids {
-                total += self.write(|r, tx| {
+                let name = names.get(&mb).cloned().unwrap_or_else(|| mb.to_hex());
+                let done = self.write(|r, tx| {
                     let Some(mut meta) = tx.mailbox_meta(&mb)? else {
                         return Ok(0);
                     };
@@ -470,8 +476,8 @@ impl Replica {
                         return Ok(0);
                     }
                     let plan = meta
-                        .renumber_plan()
-                        .ok_or_else(|| NodeError::UidsExhausted(mb.to_hex()))?;
+                        .renumber_plan(&r.node, now, grace)
+                        .ok_or_else(|| NodeError::UidsExhausted(format!("{a}/{name}")))?;
                     let ops: Vec<LocalOp> = plan
                         .iter()
                         .map(|(guid, uid)| LocalOp::Claim {
@@ -494,7 +500,15 @@ impl Replica {
                     )?;
                     tx.put_mailbox_meta(&mb, &meta);
                     Ok(plan.len())
-                })?;
+                });
+                match done {
+                    Ok(n) => total += n,
+                    // That mailbox fails on its own: the others still get renumbered.
+                    Err(e @ NodeError::UidsExhausted(_)) => {
+                        tracing::error!(error = %e, "cannot renumber: mailbox needs a new UIDVALIDITY (rename or recreate it)");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(total)
