@@ -7,6 +7,7 @@ mod message;
 mod offline;
 mod ops;
 mod replica;
+mod upgrade;
 mod writer;
 
 pub use message::{check_message, NewMessage};

@@ -109,6 +109,8 @@ pub struct Replica {
     /// Set when a peer sent a change this replica's own writer made that it does not have:
     /// the data dir went back in time, and must write under a new writer from now on.
     rewound: bool,
+    /// Set while the view is rebuilt from the documents (our own changes come back then).
+    pub(crate) replaying: bool,
 }
 
 impl Replica {
@@ -162,7 +164,7 @@ impl Replica {
         };
         let peer = identity::node_id(&key);
         let node = super::writer::writer_for(kv.as_ref(), &peer, None)?;
-        Ok(Replica {
+        let mut r = Replica {
             node,
             peer,
             kv,
@@ -171,7 +173,13 @@ impl Replica {
             lru: Vec::new(),
             sessions: HashMap::new(),
             rewound: false,
-        })
+            replaying: false,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        r.upgrade(now)?;
+        Ok(r)
     }
 
     /// The id this replica writes and syncs as (see [`Replica::new_writer`]).
@@ -597,7 +605,7 @@ impl Replica {
                     tx.delete(key_pending(mb, h));
                     continue;
                 }
-                if cm.node == self.node {
+                if cm.node == self.node && !self.replaying {
                     // Our own writer made this change and we never applied it: this data
                     // dir went back in time (restored from a backup or a snapshot).
                     tracing::warn!(doc = %d, change = %h, "received a change of our own writer that this data dir does not have: it was restored; switching writer");

@@ -12,6 +12,7 @@
 //! | `S`    | peer id, doc id             | automerge sync state                    |
 //! | `I`    |                             | node identity (ed25519 keypair)         |
 //! | `W`    |                             | writer id and the store's (dev, inode)  |
+//! | `V`    |                             | format version                          |
 //!
 //! Blobs live in the engine's blob space, keyed by sha256.
 //!
@@ -94,6 +95,8 @@ pub fn key_sync_state(peer: &NodeId, doc: &str) -> Vec<u8> {
 pub const KEY_IDENTITY: &[u8] = b"I";
 /// The writer record: the writer id and where the store was when it was recorded.
 pub const KEY_WRITER: &[u8] = b"W";
+/// The store's format version (absent in the first one).
+pub const KEY_FORMAT: &[u8] = b"V";
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).expect("serializing to memory cannot fail")

@@ -1,0 +1,129 @@
+//! The store's format version, and the one-time rebuild that opens a data dir written by an
+//! earlier version. The documents are the data; the view tables (mailbox records, message
+//! records, claims, rows, the pending table) are derived from them. So an older data dir is
+//! upgraded by dropping its view tables and applying every change of every document again,
+//! in mailbox-causal order, exactly as if a peer had sent them. MODSEQ values start again
+//! (they are node-local, and no front end that caches them existed before format 2).
+
+use super::replica::{parse_doc_id, DocKind};
+use super::{NodeError, Replica};
+use crate::crdt::segment::SegmentRef;
+use crate::store::{tables, Kv, Tx};
+
+/// The format this version writes. 1: the first release (no `V` key). 2: flag tags, per
+/// message homeless times, the writer record, the name history of account documents.
+pub const FORMAT: u32 = 2;
+
+/// Prefixes of the derived view tables.
+const VIEW_PREFIXES: [&[u8]; 5] = [b"M", b"G", b"U", b"R", b"P"];
+
+/// The format of a store: `None` for an empty one.
+fn stored_format(kv: &dyn Kv) -> Result<Option<u32>, NodeError> {
+    if let Some(v) = kv.get(tables::KEY_FORMAT)? {
+        return Ok(Some(tables::decode(tables::KEY_FORMAT, &v)?));
+    }
+    let mut any_doc = false;
+    kv.scan(b"H", &mut |_, _| {
+        any_doc = true;
+        false
+    })?;
+    Ok(any_doc.then_some(1))
+}
+
+impl Replica {
+    /// Brings the store to [`FORMAT`], rebuilding the view of an older one; refuses a newer.
+    pub(crate) fn upgrade(&mut self, now: i64) -> Result<(), NodeError> {
+        match stored_format(self.kv.as_ref())? {
+            Some(FORMAT) => return Ok(()),
+            Some(f) if f > FORMAT => {
+                return Err(NodeError::Io(format!(
+                    "this data dir has format {f}, written by a newer dovetail (this one reads up to {FORMAT})"
+                )))
+            }
+            Some(f) => {
+                tracing::warn!(
+                    from = f,
+                    to = FORMAT,
+                    "upgrading the data dir: rebuilding the view from the documents"
+                );
+                self.rebuild_view(now)?;
+            }
+            None => {}
+        }
+        self.kv.apply(vec![(
+            tables::KEY_FORMAT.to_vec(),
+            Some(tables::encode(&FORMAT)),
+        )])?;
+        self.kv.flush()?;
+        Ok(())
+    }
+
+    /// Drops the view tables and applies every change of every segment document again.
+    pub fn rebuild_view(&mut self, now: i64) -> Result<(), NodeError> {
+        self.close_docs();
+        for p in VIEW_PREFIXES {
+            let mut dels = Vec::new();
+            self.kv.scan(p, &mut |k, _| {
+                dels.push((k.to_vec(), None));
+                true
+            })?;
+            for chunk in dels.chunks(10_000) {
+                self.kv.apply(chunk.to_vec())?;
+            }
+        }
+        let docs = self.doc_heads()?;
+        for (doc, _) in docs {
+            let Some(DocKind::Segment(mb, seg)) = parse_doc_id(&doc) else {
+                continue;
+            };
+            let me = self.node;
+            self.write(|r, tx| {
+                let Some((am, _)) = r.doc(tx, &doc, false)? else {
+                    return Ok(());
+                };
+                let hashes: Vec<_> = am.get_changes(&[]).iter().map(|c| c.hash()).collect();
+                let messages = if seg.node == me {
+                    use automerge::ReadDoc;
+                    am.keys(automerge::ROOT)
+                        .filter(|k| k.starts_with("m/"))
+                        .count() as u64
+                } else {
+                    0
+                };
+                for h in &hashes {
+                    tx.put_raw(tables::key_pending(&mb, h), doc.as_bytes().to_vec());
+                }
+                if seg.node == me {
+                    remember_open_segment(tx, &mb, seg, messages)?;
+                }
+                Ok(())
+            })?;
+            self.close_docs();
+        }
+        // Our own changes come back through the pending table: they are not a sign that
+        // this data dir went back in time.
+        self.replaying = true;
+        let done = self.deliver_all(now);
+        self.replaying = false;
+        done?;
+        Ok(())
+    }
+}
+
+/// Keeps the largest generation of this node's segments, with its message count, as the
+/// mailbox's open segment, so appends go on filling it instead of starting at generation 0.
+fn remember_open_segment(
+    tx: &mut Tx<'_>,
+    mb: &crate::model::MailboxId,
+    seg: SegmentRef,
+    messages: u64,
+) -> Result<(), NodeError> {
+    let mut meta = tx
+        .mailbox_meta(mb)?
+        .unwrap_or_else(crate::crdt::view::MailboxMeta::new);
+    if meta.open_segment.is_none_or(|(g, _)| seg.gen >= g) {
+        meta.open_segment = Some((seg.gen, messages));
+        tx.put_mailbox_meta(mb, &meta);
+    }
+    Ok(())
+}
