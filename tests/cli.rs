@@ -749,6 +749,92 @@ fn expunge_copy_move() {
     );
 }
 
+/// `fetch` prints the exact bytes of a message, 8-bit and bare-LF bodies included; an
+/// unknown account, mailbox or UID (never used, or expunged) is a one-line error, exit 2.
+#[test]
+fn fetch_prints_the_raw_message() {
+    let n = Node::new();
+    n.create("alice", "INBOX");
+    let mut raw = b"From: a@example.org\r\nSubject: caf\xc3\xa9\n\r\n".to_vec();
+    raw.extend((0u8..=255).filter(|b| *b != 0));
+    raw.extend(b"\r\nno final newline");
+    let m8 = n.file("8bit.eml", &raw);
+    let plain = n.msg("plain");
+    let got = n.append("alice", "INBOX", None, &[&m8, &plain]);
+    let fetched = cmd()
+        .arg("--data-dir")
+        .arg(&n.data)
+        .args([
+            "fetch",
+            "--account",
+            "alice",
+            "--mailbox",
+            "INBOX",
+            "--uid",
+            "1",
+        ])
+        .output()
+        .expect("run fetch");
+    assert!(fetched.status.success(), "fetch: {fetched:?}");
+    assert_eq!(
+        fetched.stdout, raw,
+        "fetch of UID 1 is not the file byte for byte"
+    );
+    assert!(fetched.stderr.is_empty());
+    let second = n.ok(&[
+        "fetch",
+        "--account",
+        "alice",
+        "--mailbox",
+        "INBOX",
+        "--uid",
+        "2",
+    ]);
+    assert_eq!(
+        second.as_bytes(),
+        std::fs::read(&plain).expect("read").as_slice()
+    );
+    assert_eq!(got[1].0, 2);
+
+    n.ok(&[
+        "expunge",
+        "--account",
+        "alice",
+        "--mailbox",
+        "INBOX",
+        "--uid",
+        "2",
+    ]);
+    for (args, needle) in [
+        (
+            ["--account", "alice", "--mailbox", "INBOX", "--uid", "2"],
+            "UID 2",
+        ),
+        (
+            ["--account", "alice", "--mailbox", "INBOX", "--uid", "9"],
+            "UID 9",
+        ),
+        (
+            ["--account", "alice", "--mailbox", "INBOX", "--uid", "x"],
+            "x",
+        ),
+        (
+            ["--account", "alice", "--mailbox", "Nope", "--uid", "1"],
+            "Nope",
+        ),
+        (
+            ["--account", "bob", "--mailbox", "INBOX", "--uid", "1"],
+            "bob",
+        ),
+    ] {
+        let mut a = vec!["fetch"];
+        a.extend(args);
+        let r = n.run(&a);
+        assert_eq!(r.code, 2, "fetch {args:?}: {r:?}");
+        assert_error(&r, needle, &format!("fetch {args:?}"));
+    }
+}
+
 #[test]
 fn status_reports_every_mailbox() {
     let n = Node::new();

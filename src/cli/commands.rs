@@ -2,10 +2,10 @@
 
 use super::{AccountCmd, Cli, CliError, Cmd, CopyArgs, MailboxCmd};
 use crate::diff;
-use crate::model::{AccountName, Flag, FlagSet, MailboxName, UidSet};
+use crate::model::{AccountName, Flag, FlagSet, MailboxName, Uid, UidSet};
 use crate::node::{sync_pair, FlagOp, NewMessage, Options, Replica};
 use serde_json::json;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Messages appended per durable batch (one flush) by `append`.
@@ -109,6 +109,20 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 }
                 print!("{out}");
             }
+        }
+        Cmd::Fetch {
+            account,
+            mailbox,
+            uid,
+        } => {
+            let uid = Uid::try_from(uid.as_str())?;
+            let mut r = open(&cli)?;
+            let bytes = r.fetch(&acct(account)?, &mbox(mailbox)?, uid)?;
+            // Raw bytes, not text: a message need not be UTF-8.
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)?;
         }
         Cmd::Flags {
             account,

@@ -21,6 +21,8 @@ pub enum CliError {
         path: String,
         source: std::io::Error,
     },
+    #[error("writing to standard output: {0}")]
+    Stdout(std::io::Error),
     #[error("--data-dir DIR (or DOVETAIL_DATA_DIR) is required")]
     NoDataDir,
 }
@@ -74,6 +76,15 @@ pub enum Cmd {
         account: String,
         #[arg(long)]
         mailbox: String,
+    },
+    /// Print the raw message at a UID (exact bytes) on standard output.
+    Fetch {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        mailbox: String,
+        #[arg(long)]
+        uid: String,
     },
     /// Change flags: +FLAGS adds, -FLAGS removes, =FLAGS replaces.
     Flags {

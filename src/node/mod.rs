@@ -2,6 +2,7 @@
 //! ends call them, remote changes applied in mailbox-causal order, renumbering, and the
 //! offline sync of two data dirs through the same sync sessions the network uses.
 
+mod fetch;
 mod identity;
 mod message;
 mod offline;
@@ -34,6 +35,10 @@ pub enum NodeError {
     AccountExists(String),
     #[error("unknown mailbox {mailbox:?} in account {account:?}")]
     UnknownMailbox { account: String, mailbox: String },
+    #[error("no message with UID {uid} in mailbox {mailbox:?}")]
+    UnknownUid { mailbox: String, uid: u32 },
+    #[error("the blob {0} of a listed message is missing")]
+    MissingBlob(String),
     #[error("mailbox {0:?} already exists")]
     MailboxExists(String),
     #[error("INBOX cannot be {0}")]

@@ -24,6 +24,9 @@ pub enum StoreError {
     Locked(String),
     #[error("corrupt record under key {key}: {why}")]
     Corrupt { key: String, why: String },
+    /// Only from [`MemKv`] simulating a crash: the process died during this write.
+    #[error("the store crashed (simulated)")]
+    Crashed,
     #[error("document {doc}: {source}")]
     Doc {
         doc: String,
