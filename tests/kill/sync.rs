@@ -12,9 +12,6 @@ const PER_ROUND: usize = 100;
 const KILLS: usize = 12;
 
 #[test]
-#[ignore = "kernel fix pending: a sync killed after storing changes but before their blobs \
-            leaves the mailbox stuck (src/node/offline.rs must first fetch the blobs \
-            waiting changes need)"]
 fn killed_sync_heals_with_the_next_sync() {
     let mut rng = rng("sync");
     let (a, b) = (Dir::new(), Dir::new());
