@@ -6,6 +6,7 @@
 //! acknowledged only after [`Kv::flush`]. Callers group many writes under one flush.
 
 mod mem;
+pub mod packs;
 mod sled_kv;
 pub mod tables;
 
@@ -24,6 +25,8 @@ pub enum StoreError {
     Locked(String),
     #[error("corrupt record under key {key}: {why}")]
     Corrupt { key: String, why: String },
+    #[error("{0}")]
+    Io(String),
     /// Only from [`MemKv`] simulating a crash: the process died during this write.
     #[error("the store crashed (simulated)")]
     Crashed,

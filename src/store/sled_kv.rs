@@ -1,21 +1,36 @@
 //! The sled implementation of [`Kv`]: one tree for everything but blobs, so that one
-//! operation's writes are one atomic `apply_batch`; blobs in their own tree, written before
-//! the batch that references them (an orphan blob after a crash is harmless).
+//! operation's writes are one atomic `apply_batch`; message bodies in pack files beside it
+//! ([`super::packs`]) with their index in the `blobidx` tree, written before the batch that
+//! references them (an orphan body after a crash is harmless). Data dirs of the first
+//! release kept bodies in a `blobs` tree: they move into packs on the first open.
 
+use super::packs::{Loc, Packs};
 use super::{Batch, Kv, StoreError};
 use std::path::Path;
 
 pub struct SledKv {
     db: sled::Db,
-    blobs: sled::Tree,
+    index: sled::Tree,
+    packs: Packs,
 }
+
+/// sled's page cache when no budget is given.
+pub const DEFAULT_CACHE: u64 = 64 * 1024 * 1024;
 
 impl SledKv {
     pub fn open(dir: &Path) -> Result<SledKv, StoreError> {
+        SledKv::open_with_cache(dir, DEFAULT_CACHE)
+    }
+
+    /// Opens with sled's page cache limited to `cache` bytes.
+    pub fn open_with_cache(dir: &Path, cache: u64) -> Result<SledKv, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             // sled's default cache is 1 GiB; the view is read mostly sequentially.
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache)
+            // No background flushes: sled's log reaches disk at our flushes, right after
+            // the pack files, so durable index entries never precede their bodies.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
@@ -23,8 +38,54 @@ impl SledKv {
                 }
                 e => StoreError::Sled(e),
             })?;
-        let blobs = db.open_tree("blobs")?;
-        Ok(SledKv { db, blobs })
+        let index = db.open_tree("blobidx")?;
+        let packs = Packs::open(&dir.join("blobs"))?;
+        let kv = SledKv { db, index, packs };
+        kv.migrate_blob_tree()?;
+        Ok(kv)
+    }
+
+    /// Moves the bodies of the first release's `blobs` tree into packs, in batches, each
+    /// made durable before the tree entries are removed (a crash in between only leaves a
+    /// body in both places, and the next open finishes the move).
+    fn migrate_blob_tree(&self) -> Result<(), StoreError> {
+        if !self.db.tree_names().iter().any(|n| n.as_ref() == b"blobs") {
+            return Ok(());
+        }
+        let old = self.db.open_tree("blobs")?;
+        if !old.is_empty() {
+            tracing::warn!(
+                blobs = old.len(),
+                "moving message bodies into pack files (once)"
+            );
+        }
+        loop {
+            let mut moved = Vec::new();
+            for kv in old.iter().take(10_000) {
+                let (k, v) = kv?;
+                if let Ok(id) = <[u8; 32]>::try_from(k.as_ref()) {
+                    self.blob_put(&id, &v)?;
+                }
+                moved.push(k);
+            }
+            if moved.is_empty() {
+                break;
+            }
+            self.flush()?;
+            let mut b = sled::Batch::default();
+            for k in moved {
+                b.remove(k);
+            }
+            old.apply_batch(b)?;
+            self.db.flush()?;
+        }
+        drop(old);
+        self.db.drop_tree("blobs")?;
+        Ok(())
+    }
+
+    fn loc(&self, id: &[u8; 32]) -> Result<Option<Loc>, StoreError> {
+        Ok(self.index.get(id)?.and_then(|v| Loc::decode(&v)))
     }
 }
 
@@ -60,24 +121,34 @@ impl Kv for SledKv {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        // Bodies first: the index entries and view rows sled is about to make durable
+        // must not outlive the bytes they name.
+        self.packs.sync()?;
         self.db.flush()?;
         Ok(())
     }
 
     fn blob_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.blobs.get(id)?.map(|v| v.to_vec()))
+        match self.loc(id)? {
+            Some(loc) => self.packs.read(id, loc),
+            None => Ok(None),
+        }
     }
 
     fn blob_has(&self, id: &[u8; 32]) -> Result<bool, StoreError> {
-        Ok(self.blobs.contains_key(id)?)
+        Ok(self.index.contains_key(id)?)
     }
 
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
-        self.blobs.insert(id, bytes)?;
+        if self.index.contains_key(id)? {
+            return Ok(());
+        }
+        let loc = self.packs.append(id, bytes)?;
+        self.index.insert(id, &loc.encode())?;
         Ok(())
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.packs.size()?)
     }
 }

@@ -1,0 +1,207 @@
+//! Message bodies outside sled's tree: append-only pack files with an index in sled.
+//!
+//! Bodies are 95% of a data dir's bytes and are written once, read rarely and never
+//! changed, which is the opposite of what a B-tree's page cache is for: kept in sled they
+//! made every append and every sync copy them through sled's log and cache. Here a body is
+//! appended to the current pack file (`blobs/pack-<n>`, a new one past [`PACK_LIMIT`]) with
+//! one `write` call, and its location goes into sled's `blobidx` tree.
+//!
+//! Ordering ("blobs before claims"): the bytes are written to the file before the index
+//! entry exists, and [`Packs::sync`] runs `fdatasync` on the pack before the caller flushes
+//! sled, so an index entry — and the view row that needs it — never outlives its bytes on a
+//! process crash, and is never made durable before them by an acknowledged write. A crash
+//! can leave bytes no index entry names (harmless: space only). Every read checks the
+//! sha256 of what it read, so a torn record reads as missing, never as a wrong body.
+//!
+//! Record format: `len: u32 BE`, `id: [u8; 32]`, then `len` bytes.
+
+use super::StoreError;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A pack file is closed and a new one started past this size.
+pub const PACK_LIMIT: u64 = 1 << 30;
+
+const HEADER: u64 = 36;
+
+/// Where a body is: pack number, offset of the bytes, length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Loc {
+    pub fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&self.pack.to_be_bytes());
+        b[4..12].copy_from_slice(&self.offset.to_be_bytes());
+        b[12..].copy_from_slice(&self.len.to_be_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Loc> {
+        let b: &[u8; 16] = b.try_into().ok()?;
+        Some(Loc {
+            pack: u32::from_be_bytes(b[..4].try_into().ok()?),
+            offset: u64::from_be_bytes(b[4..12].try_into().ok()?),
+            len: u32::from_be_bytes(b[12..].try_into().ok()?),
+        })
+    }
+}
+
+struct Writer {
+    pack: u32,
+    file: File,
+    len: u64,
+    /// Written since the last `sync`.
+    dirty: bool,
+}
+
+/// The pack files of a data dir.
+pub struct Packs {
+    dir: PathBuf,
+    writer: Mutex<Writer>,
+    readers: Mutex<HashMap<u32, std::sync::Arc<File>>>,
+}
+
+fn io(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{}: {e}", path.display()))
+}
+
+impl Packs {
+    /// Opens (creating) `dir` and the newest pack for appending.
+    pub fn open(dir: &Path) -> Result<Packs, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut newest = 0u32;
+        for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let e = e.map_err(|e| io(dir, e))?;
+            if let Some(n) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("pack-"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                newest = newest.max(n);
+            }
+        }
+        let writer = Self::open_writer(dir, newest)?;
+        Ok(Packs {
+            dir: dir.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn path(dir: &Path, pack: u32) -> PathBuf {
+        dir.join(format!("pack-{pack:06}"))
+    }
+
+    fn open_writer(dir: &Path, pack: u32) -> Result<Writer, StoreError> {
+        let path = Self::path(dir, pack);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        let len = file.metadata().map_err(|e| io(&path, e))?.len();
+        Ok(Writer {
+            pack,
+            file,
+            len,
+            dirty: false,
+        })
+    }
+
+    /// Appends a body; returns where it is. Not durable until [`Packs::sync`].
+    pub fn append(&self, id: &[u8; 32], bytes: &[u8]) -> Result<Loc, StoreError> {
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| StoreError::Io(format!("a body of {} bytes", bytes.len())))?;
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if w.len > 0 && w.len + HEADER + u64::from(len) > PACK_LIMIT {
+            if w.dirty {
+                w.file
+                    .sync_data()
+                    .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
+            }
+            let next = w.pack + 1;
+            *w = Self::open_writer(&self.dir, next)?;
+        }
+        let mut rec = Vec::with_capacity(HEADER as usize + bytes.len());
+        rec.extend_from_slice(&len.to_be_bytes());
+        rec.extend_from_slice(id);
+        rec.extend_from_slice(bytes);
+        // One write call: a process killed mid-way leaves a torn tail no index entry names.
+        w.file
+            .write_all(&rec)
+            .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
+        let loc = Loc {
+            pack: w.pack,
+            offset: w.len + HEADER,
+            len,
+        };
+        w.len += rec.len() as u64;
+        w.dirty = true;
+        Ok(loc)
+    }
+
+    /// Makes every appended body durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if w.dirty {
+            w.file
+                .sync_data()
+                .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
+            w.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Reads a body and checks it against its id: `None` if it is not intact.
+    pub fn read(&self, id: &[u8; 32], loc: Loc) -> Result<Option<Vec<u8>>, StoreError> {
+        let file = {
+            let mut r = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            match r.get(&loc.pack) {
+                Some(f) => std::sync::Arc::clone(f),
+                None => {
+                    let path = Self::path(&self.dir, loc.pack);
+                    let f = match File::open(&path) {
+                        Ok(f) => std::sync::Arc::new(f),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                        Err(e) => return Err(io(&path, e)),
+                    };
+                    r.insert(loc.pack, std::sync::Arc::clone(&f));
+                    f
+                }
+            }
+        };
+        let mut buf = vec![0u8; loc.len as usize];
+        match file.read_exact_at(&mut buf, loc.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(io(&Self::path(&self.dir, loc.pack), e)),
+        }
+        let sum: [u8; 32] = Sha256::digest(&buf).into();
+        if &sum != id {
+            tracing::warn!(blob = %hex::encode(id), "a stored body does not match its id: treated as missing");
+            return Ok(None);
+        }
+        Ok(Some(buf))
+    }
+
+    /// Bytes in pack files.
+    pub fn size(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for e in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
+            let e = e.map_err(|e| io(&self.dir, e))?;
+            total += e.metadata().map_err(|e| io(&self.dir, e))?.len();
+        }
+        Ok(total)
+    }
+}
