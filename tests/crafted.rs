@@ -471,3 +471,75 @@ fn the_grace_period_runs_per_homeless_message() {
     assert_eq!(r.renumber_due(1_050).expect("renumber"), 2);
     assert_eq!(list(&mut r, "INBOX").len(), 4);
 }
+
+/// A body that only a waiting change names (its causal dependency has not arrived) survives
+/// a garbage collection; the body of an expunged message does not.
+#[test]
+fn gc_keeps_the_bodies_of_waiting_changes() {
+    let mut r = replica(1);
+    let mb = inbox_id(&mut r);
+    let (mut p, mut q) = (Peer::new(0xa1), Peer::new(0xb2));
+    let g = Guid([5; 16]);
+    let b = body(5);
+    let mut dq = AutoCommit::new();
+    q.change(&mut dq, &[("z/ignored".into(), yes())], &[], &[]);
+    let mut dp = AutoCommit::new();
+    p.change(
+        &mut dp,
+        &[
+            (format!("m/{g}"), Some(msg_value(&b))),
+            (format!("c/{g}/1"), Some(1u64.into())),
+        ],
+        &[(q.id, 1)],
+        &[BlobId::of(&b)],
+    );
+    send(
+        &mut r,
+        &p,
+        &Crafted {
+            doc: p.doc_id(&mb, 0),
+            doc_state: dp,
+        },
+    );
+    r.put_blob(&BlobId::of(&b), &b).expect("blob");
+    // A local message, expunged: its body goes.
+    let local = b"Subject: local\r\n\r\ngone soon\r\n".to_vec();
+    let inbox = MailboxName::inbox();
+    r.append(
+        &alice(),
+        &inbox,
+        vec![dovetail::node::NewMessage {
+            name: "local".into(),
+            bytes: local.clone(),
+            flags: Default::default(),
+            internal_date: 0,
+        }],
+        1_000,
+    )
+    .expect("append");
+    r.expunge(
+        &alice(),
+        &inbox,
+        &UidSet::try_from("1:*").expect("set"),
+        1_000,
+    )
+    .expect("expunge");
+    let st = r.gc().expect("gc");
+    assert_eq!((st.kept, st.dropped), (1, 1), "{st:?}");
+    assert!(r.blob(&BlobId::of(&local)).expect("read").is_none());
+    send(
+        &mut r,
+        &q,
+        &Crafted {
+            doc: q.doc_id(&mb, 0),
+            doc_state: dq,
+        },
+    );
+    r.deliver_all(1_000).expect("deliver");
+    // P's claim of UID 1 met the expunged local message's: renumbered above it.
+    assert_eq!(r.renumber_after(1_000, 0).expect("renumber"), 1);
+    let rows = list(&mut r, "INBOX");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].0, rows[0].1), (2, g));
+    assert_eq!(r.blob(&BlobId::of(&b)).expect("read"), Some(b));
+}

@@ -186,6 +186,18 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 }
             }
         }
+        Cmd::Gc => {
+            let mut r = open(&cli)?;
+            let st = r.gc()?;
+            if cli.json {
+                print_json(json!(st));
+            } else {
+                println!(
+                    "kept {} bodies, dropped {}; {} pack files rewritten, {} deleted, {} bytes freed",
+                    st.kept, st.dropped, st.packs_rewritten, st.packs_deleted, st.bytes_freed
+                );
+            }
+        }
         Cmd::Sync { dir_a, dir_b } => {
             if let (Ok(x), Ok(y)) = (dir_a.canonicalize(), dir_b.canonicalize()) {
                 if x == y {

@@ -124,6 +124,9 @@ pub enum Cmd {
         #[arg(required = true, num_args = 1..)]
         dirs: Vec<PathBuf>,
     },
+    /// Drop message bodies no message needs any more (all their messages expunged) and
+    /// reclaim their space.
+    Gc,
 }
 
 #[derive(clap::Args, Debug)]

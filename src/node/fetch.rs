@@ -13,15 +13,15 @@ impl Replica {
         name: &MailboxName,
         uid: Uid,
     ) -> Result<Vec<u8>, NodeError> {
-        let row = self
-            .list(a, name)?
-            .into_iter()
-            .find(|(u, _)| *u == uid)
-            .map(|(_, row)| row)
-            .ok_or_else(|| NodeError::UnknownUid {
+        let kv = std::sync::Arc::clone(&self.kv);
+        let tx = crate::store::Tx::new(kv.as_ref());
+        let e = self.find(&tx, a, name)?;
+        let row = crate::store::tables::row(kv.as_ref(), &e.id, uid)?.ok_or_else(|| {
+            NodeError::UnknownUid {
                 mailbox: name.to_string(),
                 uid: uid.get(),
-            })?;
+            }
+        })?;
         self.blob(&row.blob)?
             .ok_or_else(|| NodeError::MissingBlob(row.blob.to_hex()))
     }

@@ -3,6 +3,7 @@
 //! offline sync of two data dirs through the same sync sessions the network uses.
 
 mod fetch;
+mod gc;
 mod identity;
 mod message;
 mod offline;

@@ -177,6 +177,20 @@ impl Replica {
         Ok(out)
     }
 
+    /// Calls `f` for each visible message of a mailbox in UID order, until it returns
+    /// false, without holding the mailbox in memory.
+    pub fn list_each(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+        f: &mut dyn FnMut(Uid, ViewRow) -> bool,
+    ) -> Result<(), NodeError> {
+        let kv = std::sync::Arc::clone(&self.kv);
+        let tx = Tx::new(kv.as_ref());
+        let e = self.find(&tx, a, name)?;
+        Ok(tables::each_row(kv.as_ref(), &e.id, f)?)
+    }
+
     /// The visible messages of a mailbox in UID order.
     pub fn list(
         &mut self,
@@ -533,12 +547,15 @@ fn select(
     mb: &crate::model::MailboxId,
     set: &UidSet,
 ) -> Result<Vec<(Uid, ViewRow)>, NodeError> {
-    let rows = tables::rows(tx.kv(), mb)?;
-    let largest = rows.last().map(|(u, _)| *u);
-    Ok(rows
-        .into_iter()
-        .filter(|(u, _)| set.contains(*u, largest))
-        .collect())
+    let largest = tables::last_uid(tx.kv(), mb)?;
+    let mut out = Vec::new();
+    tables::each_row(tx.kv(), mb, &mut |u, row| {
+        if set.contains(u, largest) {
+            out.push((u, row));
+        }
+        true
+    })?;
+    Ok(out)
 }
 
 fn home_of(

@@ -166,6 +166,21 @@ impl Kv for MemKv {
         self.write(Write::Blob(id.to_vec(), bytes.to_vec()))
     }
 
+    fn blob_gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<super::GcStats, StoreError> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        Self::alive(inner)?;
+        let mut stats = super::GcStats::default();
+        let keep = |k: &Vec<u8>| <[u8; 32]>::try_from(k.as_slice()).is_ok_and(|id| live(&id));
+        for m in [&mut inner.blobs, &mut inner.durable_blobs] {
+            let before = m.len() as u64;
+            m.retain(|k, _| keep(k));
+            stats.dropped = stats.dropped.max(before - m.len() as u64);
+        }
+        stats.kept = inner.blobs.len() as u64;
+        Ok(stats)
+    }
+
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         let g = self.lock();
         Ok(g.main

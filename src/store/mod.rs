@@ -37,6 +37,19 @@ pub enum StoreError {
     },
 }
 
+/// What a garbage collection of bodies did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcStats {
+    /// Bodies kept and dropped.
+    pub kept: u64,
+    pub dropped: u64,
+    /// Pack files rewritten (their live bodies moved to the current pack) or deleted.
+    pub packs_rewritten: u64,
+    pub packs_deleted: u64,
+    /// Bytes of pack files freed.
+    pub bytes_freed: u64,
+}
+
 /// Writes of one atomic batch: `None` deletes.
 pub type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
@@ -50,12 +63,25 @@ pub trait Kv: Send + Sync {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
+    /// The last key with `prefix` and its value. The default scans; engines with ordered
+    /// reverse iteration answer at once.
+    fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut last = None;
+        self.scan(prefix, &mut |k, v| {
+            last = Some((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(last)
+    }
     fn apply(&self, batch: Batch) -> Result<(), StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
     fn blob_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
     fn blob_has(&self, id: &[u8; 32]) -> Result<bool, StoreError>;
     /// Stores a blob (not yet durable: flushed with the next [`Kv::flush`]).
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError>;
+    /// Drops every stored body for which `live` is false and reclaims its space (in the
+    /// same durable step). The caller decides liveness from what references bodies.
+    fn blob_gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<GcStats, StoreError>;
     /// Approximate bytes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 }

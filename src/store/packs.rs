@@ -195,6 +195,56 @@ impl Packs {
         Ok(Some(buf))
     }
 
+    /// Closes the current pack (durably) and starts a new one, so the old one can be
+    /// compacted like any other.
+    pub fn roll(&self) -> Result<(), StoreError> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.file
+            .sync_data()
+            .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
+        let next = w.pack + 1;
+        *w = Self::open_writer(&self.dir, next)?;
+        Ok(())
+    }
+
+    /// The current pack (the one appended to).
+    pub fn current(&self) -> u32 {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).pack
+    }
+
+    /// Every pack file with its size.
+    pub fn list(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
+            let e = e.map_err(|e| io(&self.dir, e))?;
+            if let Some(n) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("pack-"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                out.push((n, e.metadata().map_err(|e| io(&self.dir, e))?.len()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes a pack file no index entry names any more.
+    pub fn remove(&self, pack: u32) -> Result<(), StoreError> {
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pack);
+        let path = Self::path(&self.dir, pack);
+        std::fs::remove_file(&path).map_err(|e| io(&path, e))
+    }
+
+    /// Bytes of a record of `len` body bytes.
+    pub fn record_size(len: u32) -> u64 {
+        HEADER + u64::from(len)
+    }
+
     /// Bytes in pack files.
     pub fn size(&self) -> Result<u64, StoreError> {
         let mut total = 0;

@@ -5,7 +5,8 @@
 //! release kept bodies in a `blobs` tree: they move into packs on the first open.
 
 use super::packs::{Loc, Packs};
-use super::{Batch, Kv, StoreError};
+use super::{Batch, GcStats, Kv, StoreError};
+use std::collections::HashMap;
 use std::path::Path;
 
 pub struct SledKv {
@@ -108,6 +109,16 @@ impl Kv for SledKv {
         Ok(())
     }
 
+    fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(match self.db.scan_prefix(prefix).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                Some((k.to_vec(), v.to_vec()))
+            }
+            None => None,
+        })
+    }
+
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for (k, v) in batch {
@@ -146,6 +157,76 @@ impl Kv for SledKv {
         let loc = self.packs.append(id, bytes)?;
         self.index.insert(id, &loc.encode())?;
         Ok(())
+    }
+
+    fn blob_gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<GcStats, StoreError> {
+        let mut stats = GcStats::default();
+        // Sweep the index, counting the live bytes of every pack.
+        let mut live_bytes: HashMap<u32, u64> = HashMap::new();
+        let mut dead = sled::Batch::default();
+        for kv in self.index.iter() {
+            let (k, v) = kv?;
+            let (Ok(id), Some(loc)) = (<[u8; 32]>::try_from(k.as_ref()), Loc::decode(&v)) else {
+                dead.remove(k);
+                continue;
+            };
+            if live(&id) {
+                stats.kept += 1;
+                *live_bytes.entry(loc.pack).or_default() += Packs::record_size(loc.len);
+            } else {
+                stats.dropped += 1;
+                dead.remove(k);
+            }
+        }
+        self.index.apply_batch(dead)?;
+        self.flush()?;
+        // Packs mostly garbage: move their live bodies into the current pack, then delete
+        // them (only after the moved entries are durable).
+        let mut current = self.packs.current();
+        let packs = self.packs.list()?;
+        if let Some(&(_, size)) = packs.iter().find(|(p, _)| *p == current) {
+            let live = live_bytes.get(&current).copied().unwrap_or(0);
+            // The current pack only fills up to its limit: compact it too when it is
+            // mostly garbage, by starting a new one.
+            if size > (1 << 20) && live * 2 < size {
+                self.packs.roll()?;
+                current = self.packs.current();
+            }
+        }
+        for (pack, size) in packs {
+            if pack == current {
+                continue;
+            }
+            let live = live_bytes.get(&pack).copied().unwrap_or(0);
+            if live > 0 && live * 2 >= size {
+                continue;
+            }
+            if live > 0 {
+                let mut moved = sled::Batch::default();
+                for kv in self.index.iter() {
+                    let (k, v) = kv?;
+                    let (Ok(id), Some(loc)) = (<[u8; 32]>::try_from(k.as_ref()), Loc::decode(&v))
+                    else {
+                        continue;
+                    };
+                    if loc.pack != pack {
+                        continue;
+                    }
+                    if let Some(bytes) = self.packs.read(&id, loc)? {
+                        let new = self.packs.append(&id, &bytes)?;
+                        moved.insert(k, new.encode().to_vec());
+                    }
+                }
+                self.index.apply_batch(moved)?;
+                self.flush()?;
+                stats.packs_rewritten += 1;
+            } else {
+                stats.packs_deleted += 1;
+            }
+            self.packs.remove(pack)?;
+            stats.bytes_freed += size - live;
+        }
+        Ok(stats)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -318,38 +318,75 @@ impl ViewTables for ViewTx<'_, '_> {
     }
 }
 
-/// Reads a mailbox's visible rows in UID order.
-pub fn rows(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<(Uid, ViewRow)>, StoreError> {
-    let mut out: Vec<(Uid, ViewRow)> = Vec::new();
+/// Calls `f` for each visible row of a mailbox in UID order, one row block (64 rows) in
+/// memory at a time, until it returns false: listing a 1M-message mailbox never holds it.
+pub fn each_row(
+    kv: &dyn Kv,
+    mb: &MailboxId,
+    f: &mut dyn FnMut(Uid, ViewRow) -> bool,
+) -> Result<(), StoreError> {
     let mut err = None;
+    let mut last: Option<Uid> = None;
     kv.scan(&prefix_rows(mb), &mut |k, v| {
         let block = k[17..].try_into().ok().map(u32::from_be_bytes);
-        let start = out.len();
-        match decode::<Vec<(Uid, ViewRow)>>(k, v) {
-            Ok(rows) => out.extend(rows),
+        let rows = match decode::<Vec<(Uid, ViewRow)>>(k, v) {
+            Ok(rows) => rows,
             Err(e) => {
                 err = Some(e);
                 return false;
             }
+        };
+        for (uid, row) in rows {
+            // Every row sits in its UID's block, in UID order, after the earlier blocks'.
+            if Some(uid.get() / ROWS_PER_BLOCK) != block || last.is_some_and(|l| l >= uid) {
+                err = Some(StoreError::Corrupt {
+                    key: hex::encode(k),
+                    why: "row block out of order".into(),
+                });
+                return false;
+            }
+            last = Some(uid);
+            if !f(uid, row) {
+                return false;
+            }
         }
-        // Every row sits in its UID's block, in UID order, after the rows of earlier blocks.
-        let fits = out[start..]
-            .iter()
-            .all(|(u, _)| Some(u.get() / ROWS_PER_BLOCK) == block)
-            && out[start.saturating_sub(1)..]
-                .windows(2)
-                .all(|w| w[0].0 < w[1].0);
-        if !fits {
-            err = Some(StoreError::Corrupt {
-                key: hex::encode(k),
-                why: "row block out of order".into(),
-            });
-        }
-        fits
+        true
     })?;
     match err {
         Some(e) => Err(e),
-        None => Ok(out),
+        None => Ok(()),
+    }
+}
+
+/// Reads a mailbox's visible rows in UID order (all in memory: prefer [`each_row`]).
+pub fn rows(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<(Uid, ViewRow)>, StoreError> {
+    let mut out = Vec::new();
+    each_row(kv, mb, &mut |u, r| {
+        out.push((u, r));
+        true
+    })?;
+    Ok(out)
+}
+
+/// The visible row at `uid`, reading one row block.
+pub fn row(kv: &dyn Kv, mb: &MailboxId, uid: Uid) -> Result<Option<ViewRow>, StoreError> {
+    let key = key_row_block(mb, uid.get() / ROWS_PER_BLOCK);
+    let Some(v) = kv.get(&key)? else {
+        return Ok(None);
+    };
+    Ok(decode::<Vec<(Uid, ViewRow)>>(&key, &v)?
+        .into_iter()
+        .find(|(u, _)| *u == uid)
+        .map(|(_, r)| r))
+}
+
+/// The largest visible UID of a mailbox (what `*` means in a UID set), reading one block.
+pub fn last_uid(kv: &dyn Kv, mb: &MailboxId) -> Result<Option<Uid>, StoreError> {
+    match kv.last(&prefix_rows(mb))? {
+        Some((k, v)) => Ok(decode::<Vec<(Uid, ViewRow)>>(&k, &v)?
+            .last()
+            .map(|(u, _)| *u)),
+        None => Ok(None),
     }
 }
 
