@@ -50,6 +50,9 @@ pub struct GcStats {
     pub bytes_freed: u64,
 }
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Writes of one atomic batch: `None` deletes.
 pub type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
@@ -65,7 +68,7 @@ pub trait Kv: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The last key with `prefix` and its value. The default scans; engines with ordered
     /// reverse iteration answer at once.
-    fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         let mut last = None;
         self.scan(prefix, &mut |k, v| {
             last = Some((k.to_vec(), v.to_vec()));

@@ -5,7 +5,7 @@
 //! release kept bodies in a `blobs` tree: they move into packs on the first open.
 
 use super::packs::{Loc, Packs};
-use super::{Batch, GcStats, Kv, StoreError};
+use super::{Batch, Entry, GcStats, Kv, StoreError};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -109,7 +109,7 @@ impl Kv for SledKv {
         Ok(())
     }
 
-    fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         Ok(match self.db.scan_prefix(prefix).next_back() {
             Some(kv) => {
                 let (k, v) = kv?;
