@@ -2,13 +2,19 @@
 //! ends call them, remote changes applied in mailbox-causal order, renumbering, and the
 //! offline sync of two data dirs through the same sync sessions the network uses.
 
+mod actor;
+pub mod control;
+pub mod daemon;
 mod identity;
 mod message;
+mod netx;
 mod offline;
 mod ops;
 mod replica;
 
+pub use actor::{ActorStopped, ReplicaHandle};
 pub use message::{check_message, NewMessage};
+pub use netx::doc_account;
 pub use offline::{sync_pair, SyncReport};
 pub use ops::{FlagOp, MailboxStatus};
 pub use replica::{Options, Replica};
