@@ -17,6 +17,7 @@ pub mod cli;
 pub mod crdt;
 pub mod diff;
 pub mod model;
+pub mod net;
 pub mod node;
 pub mod store;
 pub mod sync;

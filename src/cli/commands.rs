@@ -48,6 +48,10 @@ fn print_json(v: serde_json::Value) {
 
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32, CliError> {
+    // A node running on the data dir holds its store: talk to it instead.
+    if let Some(code) = super::remote::try_remote(&cli)? {
+        return Ok(code);
+    }
     match &cli.cmd {
         Cmd::Init => {
             let dir = cli.data_dir.as_ref().ok_or(CliError::NoDataDir)?;
@@ -218,7 +222,10 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 );
             }
         }
-        Cmd::Diff { dirs } => return diff_dirs(&cli, dirs),
+        Cmd::Diff { dirs, .. } => return diff_dirs(&cli, dirs),
+        Cmd::Node(args) => return super::node::run_node(&cli, args),
+        Cmd::Keygen { file } => return super::node::keygen(file),
+        Cmd::Demo(args) => return super::demo::run(args),
     }
     Ok(0)
 }

@@ -3,6 +3,9 @@
 //! commands take `--json`.
 
 mod commands;
+mod demo;
+mod node;
+mod remote;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -25,6 +28,10 @@ pub enum CliError {
     Stdout(std::io::Error),
     #[error("--data-dir DIR (or DOVETAIL_DATA_DIR) is required")]
     NoDataDir,
+    #[error("{0}")]
+    Remote(String),
+    #[error(transparent)]
+    Daemon(#[from] crate::node::daemon::DaemonError),
 }
 
 #[derive(Parser, Debug)]
@@ -119,14 +126,23 @@ pub enum Cmd {
     },
     /// Two-way offline sync of two stopped data dirs.
     Sync { dir_a: PathBuf, dir_b: PathBuf },
-    /// Compare data dirs; exit 0 iff all converged.
+    /// Compare data dirs (running or stopped); exit 0 iff all converged.
     Diff {
         #[arg(required = true, num_args = 1..)]
         dirs: Vec<PathBuf>,
+        /// Poll until converged or this many seconds have passed.
+        #[arg(long)]
+        wait: Option<f64>,
     },
     /// Drop message bodies no message needs any more (all their messages expunged) and
     /// reclaim their space.
     Gc,
+    /// Run a node of a cluster until SIGTERM or Ctrl-C.
+    Node(node::NodeArgs),
+    /// Write a new cluster key to FILE.
+    Keygen { file: PathBuf },
+    /// Start local nodes, write concurrently, cut one off, add one, prove convergence.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(clap::Args, Debug)]

@@ -4,15 +4,21 @@
 
 mod fetch;
 mod gc;
+mod actor;
+pub mod control;
+pub mod daemon;
 mod identity;
 mod message;
+mod netx;
 mod offline;
 mod ops;
 mod replica;
 mod upgrade;
 mod writer;
 
+pub use actor::{ActorStopped, ReplicaHandle};
 pub use message::{check_message, NewMessage};
+pub use netx::doc_account;
 pub use offline::{sync_pair, SyncReport};
 pub use ops::{FlagOp, MailboxStatus};
 pub use replica::{Options, Replica};

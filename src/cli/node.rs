@@ -1,0 +1,107 @@
+//! `dovetail node` (run a node of a cluster) and `dovetail keygen` (write a cluster key).
+
+use super::{Cli, CliError};
+use crate::net::{self, NetConfig};
+use crate::node::daemon::{self, DaemonConfig};
+use crate::node::Options;
+use libp2p::{Multiaddr, PeerId};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Arguments of `dovetail node`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Address to listen on (repeatable); default /ip4/127.0.0.1/tcp/0.
+    #[arg(long)]
+    pub listen: Vec<Multiaddr>,
+    /// Address of a peer to join through (repeatable), e.g. /ip4/10.0.0.1/tcp/4001.
+    #[arg(long)]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the LAN with mDNS.
+    #[arg(long)]
+    pub mdns: bool,
+    /// Cluster key file (`dovetail keygen`): only nodes holding the key can connect.
+    #[arg(long)]
+    pub cluster_key: Option<PathBuf>,
+    /// Only these peers may connect (repeatable).
+    #[arg(long)]
+    pub allow_peer: Vec<PeerId>,
+    /// Seconds a node waits before renumbering messages whose clashing claim another node
+    /// made (that node renumbers at once).
+    #[arg(long, default_value_t = 30)]
+    pub renumber_grace: i64,
+    /// Seconds between summary comparisons with every peer.
+    #[arg(long, default_value_t = 3)]
+    pub anti_entropy: u64,
+}
+
+/// Runs a node until SIGTERM or Ctrl-C.
+pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
+    let dir = cli.data_dir.clone().ok_or(CliError::NoDataDir)?;
+    let cluster_key = match &args.cluster_key {
+        Some(p) => Some(net::read_cluster_key(p).map_err(|e| CliError::Daemon(e.into()))?),
+        None => None,
+    };
+    let cfg = DaemonConfig {
+        net: NetConfig {
+            listen: args.listen.clone(),
+            bootstrap: args.bootstrap.clone(),
+            mdns: args.mdns,
+            cluster_key,
+            allow_peers: args.allow_peer.clone(),
+        },
+        options: Options {
+            max_message_size: cli.max_message_size,
+            renumber_grace_secs: args.renumber_grace,
+            ..Options::default()
+        },
+        anti_entropy: Duration::from_secs(args.anti_entropy.max(1)),
+        ..DaemonConfig::new(dir)
+    };
+    daemon::run(cfg, shutdown_signal()).map_err(CliError::Daemon)?;
+    Ok(0)
+}
+
+/// Resolves on SIGTERM or Ctrl-C (registered when first polled, inside the runtime).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Writes a new cluster key to `file` (readable by its owner only); refuses to overwrite.
+pub fn keygen(file: &Path) -> Result<i32, CliError> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let err = |source| CliError::Read {
+        path: file.display().to_string(),
+        source,
+    };
+    let mut f = o.open(file).map_err(err)?;
+    f.write_all(net::generate_cluster_key().as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(err)?;
+    Ok(0)
+}

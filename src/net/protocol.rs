@@ -1,0 +1,224 @@
+//! The request-response protocol between nodes: length-prefixed postcard frames with an
+//! explicit size limit, so a hostile peer cannot make a node allocate more than
+//! [`MAX_FRAME`] bytes for one frame. Anything larger (a sync message carrying a renumbering
+//! of tens of thousands of UIDs, a 64 MiB message body) crosses in parts.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize};
+use std::io;
+
+/// The protocol name negotiated on every request stream.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dovetail/sync/1");
+
+/// The largest frame read from a peer. A frame announcing more is refused before anything
+/// is allocated for it.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// Bytes of a sync message or blob carried by one frame (well under [`MAX_FRAME`]).
+pub const CHUNK: usize = 4 * 1024 * 1024;
+
+/// Entries of a (document, heads) summary per [`Response::List`] page.
+pub const LIST_PAGE: usize = 2048;
+
+/// A document id with its heads (automerge change hashes).
+pub type DocHeads = (String, Vec<[u8; 32]>);
+
+/// What one node asks another.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Request {
+    /// "My sorted (document, heads) summary hashes to this": the cheap first step of a
+    /// reconnect. Equal hashes mean nothing to sync.
+    Summary { hash: [u8; 32], docs: u64 },
+    /// A page of the receiver's summary, documents after `after` in id order.
+    List { after: Option<String> },
+    /// Part `part` of `parts` of one automerge sync message about `doc`.
+    Sync {
+        doc: String,
+        part: u32,
+        parts: u32,
+        bytes: Vec<u8>,
+    },
+    /// Bytes of a blob from `offset`.
+    Blob { id: [u8; 32], offset: u64 },
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Response {
+    /// Whether the summary hashes were equal.
+    Summary { same: bool },
+    /// A page of the summary; `more` when pages follow.
+    List { entries: Vec<DocHeads>, more: bool },
+    /// The sync message part was taken.
+    Ack,
+    /// Up to [`CHUNK`] bytes of a blob of `total` bytes.
+    Blob { total: u64, bytes: Vec<u8> },
+    /// The blob is not here.
+    NoBlob,
+    /// The request was refused (bad document id, unknown account, undecodable message...).
+    Rejected { why: String },
+}
+
+/// Reads one frame: a u32 length (big endian), then that many bytes of postcard.
+pub async fn read_frame<T, M>(io: &mut T) -> io::Result<M>
+where
+    T: AsyncRead + Unpin + Send,
+    M: for<'de> Deserialize<'de>,
+{
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the limit of {MAX_FRAME}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Writes one frame (refusing to write what the peer would refuse to read).
+pub async fn write_frame<T, M>(io: &mut T, m: &M) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+    M: Serialize,
+{
+    let buf = postcard::to_stdvec(m).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if buf.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "frame of {} bytes exceeds the limit of {MAX_FRAME}",
+                buf.len()
+            ),
+        ));
+    }
+    io.write_all(&(buf.len() as u32).to_be_bytes()).await?;
+    io.write_all(&buf).await?;
+    io.flush().await
+}
+
+/// The request-response codec of [`PROTOCOL`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Codec;
+
+impl libp2p::request_response::Codec for Codec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res).await
+    }
+}
+
+/// A gossip announcement: documents of the sender that changed, with their new heads.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Announce {
+    pub docs: Vec<DocHeads>,
+}
+
+/// Documents per announcement, so one stays well under gossipsub's message limit.
+pub const ANNOUNCE_BATCH: usize = 128;
+
+impl Announce {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Announce> {
+        postcard::from_bytes(b).ok()
+    }
+}
+
+/// Splits `bytes` into [`CHUNK`]-sized parts (at least one, so an empty message crosses).
+pub fn parts(bytes: &[u8]) -> Vec<&[u8]> {
+    if bytes.is_empty() {
+        return vec![bytes];
+    }
+    bytes.chunks(CHUNK).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused_before_reading() {
+        futures::executor::block_on(async {
+            let req = Request::Sync {
+                doc: "acct/alice".into(),
+                part: 0,
+                parts: 1,
+                bytes: vec![7; 1000],
+            };
+            let mut out = Cursor::new(Vec::new());
+            write_frame(&mut out, &req).await.expect("write");
+            let mut inp = Cursor::new(out.into_inner());
+            let back: Request = read_frame(&mut inp).await.expect("read");
+            assert_eq!(back, req);
+
+            // A 100 MB length prefix with no body: refused at once, not awaited.
+            let mut huge = (100_000_000u32).to_be_bytes().to_vec();
+            huge.extend_from_slice(&[0; 16]);
+            let err = read_frame::<_, Request>(&mut Cursor::new(huge))
+                .await
+                .expect_err("oversized");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+
+            // Garbage of a valid length does not decode.
+            let mut garbage = 4u32.to_be_bytes().to_vec();
+            garbage.extend_from_slice(&[0xff; 4]);
+            assert!(read_frame::<_, Request>(&mut Cursor::new(garbage))
+                .await
+                .is_err());
+        });
+    }
+
+    #[test]
+    fn parts_cover_the_message_in_order() {
+        let big = vec![1u8; CHUNK * 2 + 5];
+        let p = parts(&big);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.iter().map(|x| x.len()).sum::<usize>(), big.len());
+        assert_eq!(parts(&[]).len(), 1);
+    }
+}

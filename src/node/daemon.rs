@@ -1,0 +1,806 @@
+//! A running node: the replica actor, the network event loop, and the coordinator between
+//! them that drives the per-(peer, document) sync sessions, blob fetches, renumbering and
+//! announcements.
+//!
+//! How documents travel (the same steps as the offline sync in [`super::offline`]):
+//! - On connection, and every [`DaemonConfig::anti_entropy`], a node sends each peer the
+//!   hash of its sorted (document, heads) summary; if the hashes differ it pages through the
+//!   peer's summary and pokes the documents whose heads differ. A reconnect where nothing
+//!   changed costs one round trip.
+//! - A local or received change makes the node announce (document, heads) over gossipsub;
+//!   a peer whose heads differ pokes that document with the announcer.
+//! - Poking (peer, doc) generates the next automerge sync message and sends it in parts;
+//!   at most one message per (peer, doc) is in flight, so they arrive in order. The
+//!   receiver stores it (durably) before acknowledging, fetches the blobs the new changes
+//!   name from the sender, delivers what became deliverable, renumbers if due, and pokes
+//!   back: the ping-pong ends when neither side has anything to say.
+//!
+//! Peer input is hostile: frames are size-limited by the codec; a sync message about a
+//! malformed document id or an account this node does not replicate is rejected (logged
+//! with the peer) before anything is stored.
+
+use super::actor::{ActorStopped, ReplicaHandle};
+use super::{doc_account, NodeError, Options, Replica};
+use crate::model::{BlobId, NodeId};
+use crate::net::protocol::{self, Announce, Request, Response, CHUNK, LIST_PAGE};
+use crate::net::{self, Client, Event, NetConfig, NetError, PeerInfo};
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Errors of a running node.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Stopped(#[from] ActorStopped),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub data_dir: PathBuf,
+    pub net: NetConfig,
+    pub options: Options,
+    /// How often every peer's summary is compared (a cheap hash when nothing changed): it
+    /// repairs lost announcements and syncs what a refused document left behind.
+    pub anti_entropy: Duration,
+    /// How often renumbering and delivery of waiting changes are retried.
+    pub tick: Duration,
+}
+
+impl DaemonConfig {
+    /// Defaults for a data dir.
+    pub fn new(data_dir: PathBuf) -> DaemonConfig {
+        DaemonConfig {
+            data_dir,
+            net: NetConfig::default(),
+            options: Options::default(),
+            anti_entropy: Duration::from_secs(3),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The largest sync message reassembled from parts: a renumbering of the whole 32-bit UID
+/// space would not fit, but every change dovetail makes does, by far.
+const MAX_SYNC_MESSAGE: usize = 1024 * 1024 * 1024;
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The file, in the data dir, where a running node writes its listen addresses.
+pub const ADDRS_FILE: &str = "node.addrs";
+
+/// Runs a node until `shutdown` resolves: opens the data dir, listens, syncs with peers.
+/// Returns once everything is flushed and the connections are closed.
+pub fn run(cfg: DaemonConfig, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let replica = Replica::open(&cfg.data_dir, cfg.options.clone())?;
+    let key = replica.identity_bytes()?;
+    let node = replica.node_id();
+    let (handle, join) = ReplicaHandle::spawn(replica);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Io(e.to_string()))?;
+    let res = rt.block_on(serve(cfg, key, node, handle, shutdown));
+    // Dropping the runtime cancels the tasks still holding replica handles; then the
+    // replica thread sees its channel close, flushes and ends.
+    drop(rt);
+    let _ = join.join();
+    res
+}
+
+async fn serve(
+    cfg: DaemonConfig,
+    key: Vec<u8>,
+    node: NodeId,
+    replica: ReplicaHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let (client, mut events, event_loop) = net::start(&key, cfg.net.clone())?;
+    tracing::info!(peer = %client.local, node = %node, "node started");
+    let net_task = tokio::spawn(event_loop.run());
+    let addrs_file = cfg.data_dir.join(ADDRS_FILE);
+    let _ = std::fs::remove_file(&addrs_file);
+    let (itx, mut irx) = mpsc::unbounded_channel();
+    let mut core = Core {
+        replica: replica.clone(),
+        net: client.clone(),
+        heads: BTreeMap::new(),
+        dirty: true,
+        peers: HashMap::new(),
+        peer_accounts: HashMap::new(),
+        inflight: HashSet::new(),
+        again: HashSet::new(),
+        partial: HashMap::new(),
+        pulling: HashSet::new(),
+        pull_again: HashSet::new(),
+        internal: itx,
+        allow: cfg.net.allow_peers.iter().copied().collect(),
+        max_blob: cfg.options.max_message_size,
+    };
+    core.refresh().await?;
+    let (ctx, mut crx) = mpsc::unbounded_channel();
+    let control = tokio::spawn(super::control::serve(
+        cfg.data_dir.clone(),
+        replica.clone(),
+        client.clone(),
+        ctx,
+    ));
+    let mut tick = tokio::time::interval(cfg.tick);
+    let mut ae = tokio::time::interval(cfg.anti_entropy);
+    let mut announce = tokio::time::interval(Duration::from_millis(50));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ev = events.recv() => match ev {
+                Some(Event::Listening { addr }) => {
+                    println!("listening on {addr}");
+                    use std::io::Write;
+                    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&addrs_file) {
+                        let _ = writeln!(f, "{addr}");
+                    }
+                }
+                Some(e) => core.on_event(e).await?,
+                None => break,
+            },
+            Some(i) = irx.recv() => core.on_internal(i).await?,
+            Some(()) = crx.recv() => core.dirty = true,
+            _ = tick.tick() => core.tick().await?,
+            _ = ae.tick() => {
+                let peers: Vec<PeerId> = core.peers.keys().copied().collect();
+                for p in peers {
+                    core.pull(p).await?;
+                }
+            }
+            _ = announce.tick() => {
+                if core.dirty {
+                    core.refresh().await?;
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    // No more writes: the control socket goes first, then the connections.
+    control.abort();
+    let _ = std::fs::remove_file(cfg.data_dir.join(super::control::SOCKET));
+    client.shutdown();
+    let _ = net_task.await;
+    let _ = std::fs::remove_file(&addrs_file);
+    replica
+        .call(|r| r.kv().flush())
+        .await?
+        .map_err(NodeError::from)?;
+    Ok(())
+}
+
+/// Work finished by a spawned task, reported back to the coordinator.
+enum Internal {
+    /// A sync message to `peer` about `doc` was sent (or failed).
+    Sent { peer: PeerId, doc: String, ok: bool },
+    /// A summary comparison with `peer` found these documents to sync.
+    Pulled {
+        peer: PeerId,
+        docs: Vec<String>,
+        accounts: BTreeSet<String>,
+    },
+    /// Blobs fetched from `peer` for `doc` were stored and delivered.
+    Fetched { peer: PeerId, doc: String },
+}
+
+struct Core {
+    replica: ReplicaHandle,
+    net: Client,
+    /// This node's documents and heads as last announced.
+    heads: BTreeMap<String, Vec<[u8; 32]>>,
+    /// Documents may have changed since `heads` was read.
+    dirty: bool,
+    peers: HashMap<PeerId, NodeId>,
+    /// The accounts each peer replicates (from its summary): a document is offered to a
+    /// peer only if it replicates the account, so the peer has no reason to refuse it.
+    peer_accounts: HashMap<PeerId, BTreeSet<String>>,
+    inflight: HashSet<(PeerId, String)>,
+    again: HashSet<(PeerId, String)>,
+    /// Sync messages being reassembled: next part expected, bytes so far.
+    partial: HashMap<(PeerId, String), (u32, Vec<u8>)>,
+    pulling: HashSet<PeerId>,
+    pull_again: HashSet<PeerId>,
+    internal: mpsc::UnboundedSender<Internal>,
+    allow: HashSet<PeerId>,
+    max_blob: u64,
+}
+
+fn summary_hash(heads: &BTreeMap<String, Vec<[u8; 32]>>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (doc, hs) in heads {
+        let mut hs = hs.clone();
+        hs.sort();
+        h.update((doc.len() as u64).to_be_bytes());
+        h.update(doc.as_bytes());
+        h.update((hs.len() as u64).to_be_bytes());
+        for x in hs {
+            h.update(x);
+        }
+    }
+    h.finalize().into()
+}
+
+impl Core {
+    /// Re-reads this node's heads; announces the documents that changed.
+    async fn refresh(&mut self) -> Result<(), DaemonError> {
+        self.dirty = false;
+        let all = self.replica.call(|r| r.doc_heads()).await??;
+        let mut changed = Vec::new();
+        let mut fresh = BTreeMap::new();
+        for (doc, mut hs) in all {
+            hs.sort();
+            if self.heads.get(&doc) != Some(&hs) {
+                changed.push((doc.clone(), hs.clone()));
+            }
+            fresh.insert(doc, hs);
+        }
+        self.heads = fresh;
+        for batch in changed.chunks(protocol::ANNOUNCE_BATCH) {
+            tracing::debug!(docs = batch.len(), "announcing changed documents");
+            self.net.publish(
+                Announce {
+                    docs: batch.to_vec(),
+                }
+                .encode(),
+            );
+        }
+        Ok(())
+    }
+
+    fn allowed(&self, peer: &PeerId) -> bool {
+        self.allow.is_empty() || self.allow.contains(peer)
+    }
+
+    async fn on_event(&mut self, e: Event) -> Result<(), DaemonError> {
+        match e {
+            Event::Connected { peer, addr } => {
+                if !self.allowed(&peer) {
+                    tracing::warn!(%peer, %addr, "refused peer: not in --allow-peer");
+                    self.net.disconnect(peer);
+                    return Ok(());
+                }
+                let Some(pk) = net::peer_public_key(&peer) else {
+                    tracing::warn!(%peer, %addr, "refused peer: not an ed25519 identity");
+                    self.net.disconnect(peer);
+                    return Ok(());
+                };
+                tracing::info!(%peer, %addr, "peer connected");
+                self.peers.insert(peer, NodeId(pk));
+                self.pull(peer).await?;
+            }
+            Event::Disconnected { peer } => {
+                tracing::info!(%peer, "peer disconnected");
+                if let Some(node) = self.peers.remove(&peer) {
+                    self.replica.call(move |r| r.end_sessions(&node)).await?;
+                }
+                self.peer_accounts.remove(&peer);
+                self.partial.retain(|(p, _), _| *p != peer);
+                self.again.retain(|(p, _)| *p != peer);
+            }
+            Event::Announce { source, data } => {
+                if !self.peers.contains_key(&source) {
+                    return Ok(());
+                }
+                let Some(a) = Announce::decode(&data) else {
+                    tracing::warn!(peer = %source, "undecodable announcement");
+                    return Ok(());
+                };
+                for (doc, mut hs) in a.docs {
+                    hs.sort();
+                    if self.heads.get(&doc) == Some(&hs) {
+                        continue;
+                    }
+                    if let Some(acc) = doc_account(&doc) {
+                        self.peer_accounts
+                            .entry(source)
+                            .or_default()
+                            .insert(acc.to_string());
+                    }
+                    if self.may_sync(&doc).await? {
+                        self.poke(source, doc);
+                    }
+                }
+            }
+            Event::Request {
+                peer,
+                request,
+                channel,
+            } => self.on_request(peer, request, channel).await?,
+            Event::Listening { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Whether this node would take `doc` from a peer.
+    async fn may_sync(&self, doc: &str) -> Result<bool, DaemonError> {
+        let d = doc.to_string();
+        Ok(self
+            .replica
+            .call(move |r| r.accepts_doc(&d))
+            .await??
+            .is_ok())
+    }
+
+    async fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        channel: ResponseChannel<Response>,
+    ) -> Result<(), DaemonError> {
+        let reject = |why: String| Response::Rejected { why };
+        let Some(&node) = self.peers.get(&peer) else {
+            self.net
+                .respond(channel, reject("not a cluster peer".into()));
+            return Ok(());
+        };
+        match request {
+            Request::Summary { hash, .. } => {
+                if self.dirty {
+                    self.refresh().await?;
+                }
+                let same = hash == summary_hash(&self.heads);
+                self.net.respond(channel, Response::Summary { same });
+                if !same {
+                    self.pull(peer).await?;
+                }
+            }
+            Request::List { after } => {
+                if self.dirty {
+                    self.refresh().await?;
+                }
+                let from = match &after {
+                    Some(a) => std::ops::Bound::Excluded(a.clone()),
+                    None => std::ops::Bound::Unbounded,
+                };
+                let mut it = self.heads.range((from, std::ops::Bound::Unbounded));
+                let entries: Vec<_> = it
+                    .by_ref()
+                    .take(LIST_PAGE)
+                    .map(|(d, h)| (d.clone(), h.clone()))
+                    .collect();
+                let more = it.next().is_some();
+                self.net.respond(channel, Response::List { entries, more });
+            }
+            Request::Blob { id, offset } => {
+                let id = BlobId(id);
+                let blob = self.replica.call(move |r| r.blob(&id)).await??;
+                let resp = match blob {
+                    Some(b) => {
+                        let start = (offset as usize).min(b.len());
+                        let end = (start + CHUNK).min(b.len());
+                        Response::Blob {
+                            total: b.len() as u64,
+                            bytes: b[start..end].to_vec(),
+                        }
+                    }
+                    None => Response::NoBlob,
+                };
+                self.net.respond(channel, resp);
+            }
+            Request::Sync {
+                doc,
+                part,
+                parts,
+                bytes,
+            } => {
+                let key = (peer, doc.clone());
+                let ok_part = parts > 0
+                    && part < parts
+                    && (parts as usize) <= MAX_SYNC_MESSAGE / CHUNK
+                    && bytes.len() <= CHUNK;
+                let expected = self.partial.get(&key).map(|p| p.0).unwrap_or(0);
+                if !ok_part || part != expected {
+                    self.partial.remove(&key);
+                    tracing::warn!(%peer, %doc, part, parts, "rejected a sync message part out of order or oversized");
+                    self.net
+                        .respond(channel, reject("bad sync message part".into()));
+                    return Ok(());
+                }
+                let entry = self.partial.entry(key.clone()).or_insert((0, Vec::new()));
+                entry.0 += 1;
+                entry.1.extend_from_slice(&bytes);
+                if part + 1 < parts {
+                    self.net.respond(channel, Response::Ack);
+                    return Ok(());
+                }
+                let (_, msg) = self.partial.remove(&key).unwrap_or_default();
+                self.receive(peer, node, doc, msg, channel).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A whole sync message from `peer` about `doc`: check, store, acknowledge, then fetch
+    /// blobs and answer.
+    async fn receive(
+        &mut self,
+        peer: PeerId,
+        node: NodeId,
+        doc: String,
+        msg: Vec<u8>,
+        channel: ResponseChannel<Response>,
+    ) -> Result<(), DaemonError> {
+        let d = doc.clone();
+        let account_known = doc
+            .strip_prefix("acct/")
+            .map(|_| crate::model::AccountName::try_from(doc_account(&doc).unwrap_or_default()));
+        let (accept, known) = self
+            .replica
+            .call(move |r| {
+                let known = match account_known {
+                    Some(Ok(a)) => r.has_account(&a).unwrap_or(false),
+                    _ => true,
+                };
+                (r.accepts_doc(&d), known)
+            })
+            .await?;
+        if let Err(why) = accept? {
+            tracing::warn!(%peer, %doc, "rejected a sync message: {why}");
+            self.net.respond(channel, Response::Rejected { why });
+            return Ok(());
+        }
+        let d = doc.clone();
+        let res = self
+            .replica
+            .call(move |r| r.sync_receive(&node, &d, &msg, now()))
+            .await?;
+        match res {
+            Err(e) => {
+                tracing::warn!(%peer, %doc, error = %e, "rejected a sync message");
+                self.net
+                    .respond(channel, Response::Rejected { why: e.to_string() });
+            }
+            Ok(missing) => {
+                self.net.respond(channel, Response::Ack);
+                self.dirty = true;
+                tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
+                if missing.is_empty() {
+                    self.renumber().await?;
+                    self.poke(peer, doc);
+                } else {
+                    self.fetch(peer, doc, missing);
+                }
+                if !known {
+                    // A new account: its mailboxes' segments can be synced now.
+                    self.pull(peer).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn renumber(&mut self) -> Result<(), DaemonError> {
+        let n = self.replica.call(|r| r.renumber_due(now())).await??;
+        if n > 0 {
+            tracing::info!(messages = n, "renumbered homeless messages");
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Fetches blobs from `peer` in a task, stores them, delivers what waited for them.
+    fn fetch(&self, peer: PeerId, doc: String, missing: Vec<BlobId>) {
+        let net = self.net.clone();
+        let replica = self.replica.clone();
+        let internal = self.internal.clone();
+        let max = self.max_blob;
+        tokio::spawn(async move {
+            for id in missing {
+                match fetch_blob(&net, peer, &id, max).await {
+                    Ok(Some(bytes)) => {
+                        let stored = replica.call(move |r| r.put_blob(&id, &bytes)).await;
+                        if !matches!(stored, Ok(Ok(true))) {
+                            tracing::warn!(%peer, blob = %id, "peer sent a blob that does not match its id");
+                        }
+                    }
+                    Ok(None) => tracing::debug!(%peer, blob = %id, "peer lacks a blob"),
+                    Err(e) => {
+                        tracing::warn!(%peer, blob = %id, error = %e, "blob fetch failed");
+                        break;
+                    }
+                }
+            }
+            if let Ok(Err(e)) = replica.call(|r| r.deliver_all(now())).await {
+                tracing::warn!(error = %e, "delivery failed");
+            }
+            let _ = internal.send(Internal::Fetched { peer, doc });
+        });
+    }
+
+    /// Sends the next sync message about `doc` to `peer`, unless one is in flight (then
+    /// once that one is acknowledged).
+    fn poke(&mut self, peer: PeerId, doc: String) {
+        let Some(&node) = self.peers.get(&peer) else {
+            return;
+        };
+        let key = (peer, doc.clone());
+        if self.inflight.contains(&key) {
+            self.again.insert(key);
+            return;
+        }
+        self.inflight.insert(key);
+        let net = self.net.clone();
+        let replica = self.replica.clone();
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let d = doc.clone();
+            let ok = match replica.call(move |r| r.sync_generate(&node, &d)).await {
+                Ok(Ok(Some(msg))) => send_sync(&net, peer, &doc, &msg).await,
+                Ok(Ok(None)) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!(%doc, error = %e, "cannot generate a sync message");
+                    true
+                }
+                Err(_) => true,
+            };
+            let _ = internal.send(Internal::Sent { peer, doc, ok });
+        });
+    }
+
+    /// Compares summaries with `peer` in a task; pokes what differs when it reports back.
+    async fn pull(&mut self, peer: PeerId) -> Result<(), DaemonError> {
+        if !self.peers.contains_key(&peer) {
+            return Ok(());
+        }
+        if self.pulling.contains(&peer) {
+            self.pull_again.insert(peer);
+            return Ok(());
+        }
+        if self.dirty {
+            self.refresh().await?;
+        }
+        self.pulling.insert(peer);
+        let mine = self.heads.clone();
+        let net = self.net.clone();
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let (docs, accounts) = match compare(&net, peer, &mine).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "summary comparison failed");
+                    (Vec::new(), BTreeSet::new())
+                }
+            };
+            let _ = internal.send(Internal::Pulled {
+                peer,
+                docs,
+                accounts,
+            });
+        });
+        Ok(())
+    }
+
+    async fn on_internal(&mut self, i: Internal) -> Result<(), DaemonError> {
+        match i {
+            Internal::Sent { peer, doc, ok } => {
+                let key = (peer, doc);
+                self.inflight.remove(&key);
+                if !ok {
+                    // The peer lost or refused our message: automerge would wait for an
+                    // answer that never comes. Start the sessions with it afresh.
+                    if let Some(&node) = self.peers.get(&peer) {
+                        self.replica.call(move |r| r.end_sessions(&node)).await?;
+                    }
+                }
+                if self.again.remove(&key) {
+                    self.poke(key.0, key.1);
+                }
+            }
+            Internal::Pulled {
+                peer,
+                mut docs,
+                accounts,
+            } => {
+                self.pulling.remove(&peer);
+                if !docs.is_empty() {
+                    tracing::debug!(%peer, docs = docs.len(), "documents differ");
+                }
+                self.peer_accounts.insert(peer, accounts.clone());
+                // Account documents first, so mailboxes are known before their segments.
+                docs.sort_by_key(|d| !d.starts_with("acct/"));
+                for doc in docs {
+                    let theirs = doc_account(&doc).is_some_and(|a| accounts.contains(a));
+                    if theirs && self.may_sync(&doc).await? {
+                        self.poke(peer, doc);
+                    }
+                }
+                if self.pull_again.remove(&peer) {
+                    self.pull(peer).await?;
+                }
+            }
+            Internal::Fetched { peer, doc } => {
+                self.dirty = true;
+                self.renumber().await?;
+                // A retry from `tick` is about no document in particular.
+                if !doc.is_empty() {
+                    self.poke(peer, doc);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn tick(&mut self) -> Result<(), DaemonError> {
+        self.renumber().await?;
+        // Changes still waiting for blobs (a fetch failed, or the sender lacked them):
+        // ask any peer.
+        let missing = self.replica.call(|r| r.deliver_all(now())).await??;
+        if !missing.is_empty() {
+            if let Some(&peer) = self.peers.keys().next() {
+                self.fetch(peer, String::new(), missing);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends one sync message in parts, each acknowledged before the next.
+async fn send_sync(net: &Client, peer: PeerId, doc: &str, msg: &[u8]) -> bool {
+    let parts = protocol::parts(msg);
+    let n = parts.len() as u32;
+    for (i, p) in parts.into_iter().enumerate() {
+        let req = Request::Sync {
+            doc: doc.to_string(),
+            part: i as u32,
+            parts: n,
+            bytes: p.to_vec(),
+        };
+        match net.request(peer, req).await {
+            Ok(Response::Ack) => {}
+            Ok(Response::Rejected { why }) => {
+                tracing::warn!(%peer, %doc, "peer refused a sync message: {why}");
+                return false;
+            }
+            Ok(other) => {
+                tracing::warn!(%peer, %doc, ?other, "unexpected answer to a sync message");
+                return false;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, %doc, error = %e, "sync message not delivered");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn fetch_blob(
+    net: &Client,
+    peer: PeerId,
+    id: &BlobId,
+    max: u64,
+) -> Result<Option<Vec<u8>>, NetError> {
+    let mut buf = Vec::new();
+    loop {
+        let req = Request::Blob {
+            id: id.0,
+            offset: buf.len() as u64,
+        };
+        match net.request(peer, req).await? {
+            Response::Blob { total, bytes } => {
+                if total > max || bytes.is_empty() && (buf.len() as u64) < total {
+                    return Err(NetError::Request {
+                        peer,
+                        why: format!("bad blob answer ({total} bytes)"),
+                    });
+                }
+                buf.extend_from_slice(&bytes);
+                if buf.len() as u64 >= total {
+                    return Ok(Some(buf));
+                }
+            }
+            Response::NoBlob => return Ok(None),
+            other => {
+                return Err(NetError::Request {
+                    peer,
+                    why: format!("unexpected answer {other:?}"),
+                })
+            }
+        }
+    }
+}
+
+type Compared = (Vec<String>, BTreeSet<String>);
+
+/// The documents whose heads differ between this node and `peer`, and the accounts the
+/// peer replicates. One round trip when the summaries are equal.
+async fn compare(
+    net: &Client,
+    peer: PeerId,
+    mine: &BTreeMap<String, Vec<[u8; 32]>>,
+) -> Result<Compared, NetError> {
+    let hash = summary_hash(mine);
+    let same = net
+        .request(
+            peer,
+            Request::Summary {
+                hash,
+                docs: mine.len() as u64,
+            },
+        )
+        .await?;
+    let mut accounts = BTreeSet::new();
+    if same == (Response::Summary { same: true }) {
+        for d in mine.keys() {
+            if let Some(a) = doc_account(d) {
+                accounts.insert(a.to_string());
+            }
+        }
+        return Ok((Vec::new(), accounts));
+    }
+    let mut theirs: BTreeMap<String, Vec<[u8; 32]>> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        match net
+            .request(
+                peer,
+                Request::List {
+                    after: after.clone(),
+                },
+            )
+            .await?
+        {
+            Response::List { entries, more } => {
+                let last = entries.last().map(|e| e.0.clone());
+                for (d, mut h) in entries {
+                    h.sort();
+                    theirs.insert(d, h);
+                }
+                if !more || last.is_none() || last == after {
+                    break;
+                }
+                after = last;
+            }
+            other => {
+                return Err(NetError::Request {
+                    peer,
+                    why: format!("unexpected answer {other:?}"),
+                })
+            }
+        }
+    }
+    for d in theirs.keys() {
+        if let Some(a) = doc_account(d) {
+            accounts.insert(a.to_string());
+        }
+    }
+    let mut docs = Vec::new();
+    for (d, h) in &theirs {
+        if mine.get(d) != Some(h) {
+            docs.push(d.clone());
+        }
+    }
+    for d in mine.keys() {
+        if !theirs.contains_key(d) {
+            docs.push(d.clone());
+        }
+    }
+    Ok((docs, accounts))
+}
+
+/// Connected peers, for `status`.
+pub async fn peers(net: &Client) -> Vec<PeerInfo> {
+    net.peers().await
+}
