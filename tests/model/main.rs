@@ -35,6 +35,7 @@
 
 mod check;
 mod coverage;
+mod crash;
 mod names;
 mod net;
 mod pending;
