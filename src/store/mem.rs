@@ -4,8 +4,9 @@
 //! It can also simulate a crash the way sled loses data: writes applied but not yet
 //! flushed (batches and blobs, in the order they were made) are held apart, and
 //! [`MemKv::crash`] keeps a prefix of them (a batch stays atomic) and drops the rest.
-//! [`MemKv::die_after`] makes the store fail from the n-th next write on, so that a
-//! simulation can crash a node in the middle of an operation.
+//! [`MemKv::die_after`] makes the store fail at a later flush (the writes before it
+//! applied, not yet durable) and from then on, so that a simulation can crash a node in
+//! the middle of an operation.
 
 use super::{Batch, Kv, StoreError};
 use std::collections::BTreeMap;
@@ -30,8 +31,10 @@ struct Inner {
     durable_blobs: Map,
     /// Writes since the last flush, oldest first.
     unflushed: Vec<Write>,
-    /// Writes (apply, blob_put, flush) still allowed before the store dies.
+    /// Flushes still allowed before the store dies.
     fuse: Option<usize>,
+    /// The store died: every write fails until [`MemKv::crash`].
+    dead: bool,
 }
 
 /// An in-memory [`Kv`]; clones share the same data.
@@ -70,16 +73,16 @@ impl MemKv {
         self.lock().unflushed.len()
     }
 
-    /// Makes the store die: the next `n` writes (apply, blob_put or flush) go ahead, every
-    /// later one fails with [`StoreError::Crashed`] and changes nothing, as if the process
-    /// had been killed there. [`MemKv::crash`] brings it back.
+    /// Makes the store die: the next `n` flushes go ahead, the one after fails with
+    /// [`StoreError::Crashed`], as if the process had been killed before its fsync, and so
+    /// does every later write. [`MemKv::crash`] brings it back.
     pub fn die_after(&self, n: usize) {
         self.lock().fuse = Some(n);
     }
 
-    /// Whether the store refuses writes (see [`MemKv::die_after`]).
+    /// Whether the store died (see [`MemKv::die_after`]).
     pub fn is_dead(&self) -> bool {
-        self.lock().fuse == Some(0)
+        self.lock().dead
     }
 
     /// Simulates a crash and restart of the process: of the writes not yet flushed, the
@@ -96,25 +99,16 @@ impl MemKv {
         inner.main = inner.durable.clone();
         inner.blobs = inner.durable_blobs.clone();
         inner.fuse = None;
+        inner.dead = false;
         lost
-    }
-
-    /// Counts down the fuse: whether this write may go ahead.
-    fn alive(inner: &mut Inner) -> Result<(), StoreError> {
-        match &mut inner.fuse {
-            Some(0) => Err(StoreError::Crashed),
-            Some(n) => {
-                *n -= 1;
-                Ok(())
-            }
-            None => Ok(()),
-        }
     }
 
     fn write(&self, w: Write) -> Result<(), StoreError> {
         let mut g = self.lock();
         let inner = &mut *g;
-        Self::alive(inner)?;
+        if inner.dead {
+            return Err(StoreError::Crashed);
+        }
         put_all(&mut inner.main, &mut inner.blobs, &w);
         inner.unflushed.push(w);
         Ok(())
@@ -147,7 +141,15 @@ impl Kv for MemKv {
     fn flush(&self) -> Result<(), StoreError> {
         let mut g = self.lock();
         let inner = &mut *g;
-        Self::alive(inner)?;
+        match &mut inner.fuse {
+            _ if inner.dead => return Err(StoreError::Crashed),
+            Some(0) => {
+                inner.dead = true;
+                return Err(StoreError::Crashed);
+            }
+            Some(n) => *n -= 1,
+            None => {}
+        }
         for w in std::mem::take(&mut inner.unflushed) {
             put_all(&mut inner.durable, &mut inner.durable_blobs, &w);
         }
@@ -232,13 +234,16 @@ mod tests {
     fn a_dead_store_refuses_writes_until_the_crash() {
         let kv = MemKv::new();
         kv.die_after(1);
-        kv.apply(put("a")).expect("first write goes ahead");
+        kv.apply(put("a")).expect("write");
+        kv.flush().expect("the first flush goes ahead");
+        kv.apply(put("b")).expect("write");
+        assert!(!kv.is_dead());
         assert!(matches!(kv.flush(), Err(StoreError::Crashed)));
         assert!(kv.is_dead());
-        assert!(matches!(kv.apply(put("b")), Err(StoreError::Crashed)));
-        assert!(has(&kv, "a") && !has(&kv, "b"));
+        assert!(matches!(kv.apply(put("c")), Err(StoreError::Crashed)));
+        assert!(has(&kv, "b") && !has(&kv, "c"));
         assert_eq!(kv.crash(0), 1);
-        assert!(!has(&kv, "a") && !kv.is_dead());
-        kv.apply(put("c")).expect("alive again");
+        assert!(has(&kv, "a") && !has(&kv, "b") && !kv.is_dead());
+        kv.apply(put("d")).expect("alive again");
     }
 }

@@ -218,8 +218,8 @@ pub struct Row {
 
 /// Reopens a data dir after a kill and checks what every scenario needs: the data dir
 /// opens (stderr at most the storage engine's recovery warnings), every listed mailbox
-/// lists, every listed row's blob is stored and hashes to its id and is one of the
-/// `originals`, and `fetch` of `sample` random rows per mailbox prints the original bytes.
+/// lists, every listed row's blob is stored and equals the original file, and `fetch` of
+/// `sample` random rows per mailbox prints the original bytes.
 /// Returns the rows per mailbox name.
 pub fn reopen_and_check(
     d: &Dir,
@@ -232,7 +232,17 @@ pub fn reopen_and_check(
         &mut d.cmd(&["--json", "mailbox", "list", "--account", ACCOUNT]),
         None,
     );
-    assert_eq!(st.code, Some(0), "{when}: reopen: {st:?}");
+    assert_eq!(
+        st.code,
+        Some(0),
+        "{when}: reopen failed{}: {st:?}",
+        if st.stderr.contains("corrupt") {
+            " (the storage engine lost its data dir to the kill: sled 0.34's open crash \
+             corruption reports, e.g. spacejam/sled#1527, #1533; the gate of design notes §7)"
+        } else {
+            ""
+        }
+    );
     assert!(
         st.stderr.lines().all(|l| l.contains("WARN")),
         "{when}: reopen: {}",
@@ -283,7 +293,7 @@ pub fn reopen_and_check(
         }
         all.insert(name, rows);
     }
-    check_blobs(d, &all, when);
+    check_blobs(d, &all, originals, when);
     all
 }
 
@@ -315,9 +325,15 @@ pub fn fetch_equals(
     );
 }
 
-/// Every listed row's blob is stored and hashes to its id (read in-process: one open of
-/// the data dir instead of one `fetch` per message).
-fn check_blobs(d: &Dir, all: &BTreeMap<String, Vec<Row>>, when: &str) {
+/// Every listed row's blob is stored and is byte for byte the original file it came from
+/// (read in-process: one open of the data dir instead of one `fetch` per message; the
+/// binary's `fetch` is checked on samples).
+fn check_blobs(
+    d: &Dir,
+    all: &BTreeMap<String, Vec<Row>>,
+    originals: &BTreeMap<String, Vec<u8>>,
+    when: &str,
+) {
     let mut r = Replica::open(&d.data, Options::default()).expect("open data dir");
     let a = AccountName::try_from(ACCOUNT).expect("account");
     for name in all.keys() {
@@ -327,10 +343,9 @@ fn check_blobs(d: &Dir, all: &BTreeMap<String, Vec<Row>>, when: &str) {
                 .blob(&row.blob)
                 .expect("read blob")
                 .unwrap_or_else(|| panic!("{when}: {name} UID {uid} is listed without its blob"));
-            assert_eq!(
-                sha256_hex(&bytes),
-                row.blob.to_hex(),
-                "{when}: {name} UID {uid}: blob does not match its id"
+            assert!(
+                originals.get(&row.blob.to_hex()) == Some(&bytes),
+                "{when}: {name} UID {uid}: the stored body is not the original file"
             );
         }
     }

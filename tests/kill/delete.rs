@@ -3,7 +3,7 @@
 use crate::common::*;
 use std::collections::BTreeMap;
 
-const MESSAGES: usize = 1000;
+const MESSAGES: usize = 400;
 const KILLS: usize = 11;
 
 #[test]

@@ -8,8 +8,12 @@ use crate::common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const PER_ROUND: usize = 100;
-const KILLS: usize = 12;
+/// Messages per round and their bodies: few large ones where one side only receives
+/// (copying their blobs then takes most of the sync, so kills often land between the
+/// stored changes and their blobs), many small ones for the split-brain rounds.
+const ONE_SIDED: (usize, usize) = (16, 256 * 1024);
+const SPLIT_BRAIN: (usize, usize) = (60, 64);
+const KILLS: usize = 10;
 
 #[test]
 fn killed_sync_heals_with_the_next_sync() {
@@ -27,10 +31,8 @@ fn killed_sync_heals_with_the_next_sync() {
         let sides = if round % 3 == 2 { 2 } else { 1 };
         for (side, d) in [("a", &a), ("b", &b)].into_iter().take(sides) {
             let tag = format!("sync-{side}{round}");
-            // Large bodies where one side only receives: copying the blobs then takes long
-            // enough for kills to land between the stored changes and their blobs.
-            let body = if sides == 1 { 30_000 } else { 64 };
-            let files = write_messages(&d.files, &tag, PER_ROUND, body, &mut rng, &mut originals);
+            let (n, body) = if sides == 1 { ONE_SIDED } else { SPLIT_BRAIN };
+            let files = write_messages(&d.files, &tag, n, body, &mut rng, &mut originals);
             acked.extend(d.append("INBOX", &files).into_iter().map(|(_, g)| g));
         }
         // How long this sync takes, measured on copies: a sync's duration grows with the

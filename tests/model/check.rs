@@ -2,15 +2,25 @@
 
 use super::sim::*;
 use dovetail::crdt::view::ViewRow;
-use dovetail::model::{Guid, MailboxId, Uid};
+use dovetail::model::{Guid, MailboxId, OpId, Uid};
 use dovetail::node::MailboxStatus;
-use dovetail::store::{tables, Tx};
+use dovetail::store::{tables, Kv, Tx};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Sim {
     pub fn check(&mut self) -> R<()> {
         for i in 0..self.k() {
             let st = self.status(i)?;
+            self.count_name_races(&st);
+            if self.per_name {
+                self.check_names(i, &st)?;
+            }
+            let pending: Vec<Vec<u8>> = self.pending_keys(i)?.collect();
+            for p in pending {
+                if self.pending_seen[i].insert(p) {
+                    self.stats.pending_changes += 1;
+                }
+            }
             let mut visible: BTreeMap<String, BTreeSet<Guid>> = BTreeMap::new();
             for s in &st {
                 // Invariant 4: UIDVALIDITY of a mailbox id never goes down (on any node);
@@ -126,6 +136,120 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// Invariant 4 per mailbox name (design notes §4, issue 5 §1) on node `i`:
+    /// - a UIDVALIDITY value belongs to one mailbox id forever, anywhere (so a name never
+    ///   shows a value another mailbox showed before), and two mailboxes listed at once on
+    ///   a node never share one;
+    /// - a name's UIDVALIDITY never goes down while the mailbox that showed the greater one,
+    ///   only ever given that name, is still listed under another (the name moved between
+    ///   two live mailboxes: the dsync flip-flop). It may go down when that mailbox is gone
+    ///   (deleted here while another node created the name concurrently, unknowingly) or
+    ///   was renamed by a user;
+    /// - a deleted mailbox that came back is never listed under the name of a newer
+    ///   mailbox that was only ever given that name.
+    ///
+    /// The third part, a name created again after a delete shows a greater UIDVALIDITY,
+    /// is checked where the harness creates mailboxes (`Sim::step`).
+    pub fn check_names(&mut self, i: usize, st: &[MailboxStatus]) -> R<()> {
+        let mut listed: BTreeMap<u32, &MailboxStatus> = BTreeMap::new();
+        for s in st {
+            if let Some(o) = listed.insert(s.uidvalidity, s) {
+                return Err(format!(
+                    "inv 4: node {i} lists {} ({}) and {} ({}) with one UIDVALIDITY {}",
+                    o.name, o.id, s.name, s.id, s.uidvalidity
+                ));
+            }
+            let owner = self
+                .uv_owner
+                .entry(s.uidvalidity)
+                .or_insert_with(|| s.id.clone());
+            if *owner != s.id {
+                return Err(format!(
+                    "inv 4: node {i} shows {} ({}) with UIDVALIDITY {}, which mailbox {owner} showed before",
+                    s.name, s.id, s.uidvalidity
+                ));
+            }
+        }
+        // Only ever given one name: where it is listed is the system's choice, not a user's.
+        let only = |id: &String, name: &String| {
+            self.given_names
+                .get(id)
+                .is_some_and(|n| n.len() == 1 && n.contains(name))
+        };
+        for s in st {
+            match self.name_uv[i].get(&s.name) {
+                Some((b, holder)) if s.uidvalidity < *b => {
+                    let moved = st
+                        .iter()
+                        .find(|m| m.id == *holder)
+                        .filter(|m| m.name != s.name && only(&m.id, &s.name));
+                    if let Some(m) = moved {
+                        return Err(format!(
+                            "inv 4: node {i} shows {} with UIDVALIDITY {} ({}), below the {b} it showed before, \
+                             while that mailbox ({holder}) is still listed as {}",
+                            s.name, s.uidvalidity, s.id, m.name
+                        ));
+                    }
+                }
+                Some((b, _)) if s.uidvalidity == *b => {}
+                _ => {
+                    self.name_uv[i].insert(s.name.clone(), (s.uidvalidity, s.id.clone()));
+                }
+            }
+        }
+        // A deleted mailbox that came back (a concurrent append) never holds the name of a
+        // newer mailbox that was only ever given that name.
+        for r in st.iter().filter(|s| self.deleted_ids.contains(&s.id)) {
+            for m in st.iter().filter(|m| m.uidvalidity > r.uidvalidity) {
+                let Some(names) = self.given_names.get(&m.id) else {
+                    continue;
+                };
+                if names.len() == 1 && names.contains(&r.name) {
+                    return Err(format!(
+                        "inv 4: node {i} lists the restored mailbox {} (UIDVALIDITY {}) under the name of the newer {} (UIDVALIDITY {}, listed as {})",
+                        r.id, r.uidvalidity, m.id, m.uidvalidity, m.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a mailbox name race: two listed mailboxes that were given the same name.
+    fn count_name_races(&mut self, st: &[MailboxStatus]) {
+        let mut claims: BTreeMap<&String, usize> = BTreeMap::new();
+        for s in st {
+            for n in self.given_names.get(&s.id).into_iter().flatten() {
+                *claims.entry(n).or_default() += 1;
+            }
+        }
+        if claims.values().any(|c| *c > 1) {
+            self.stats.name_races += 1;
+        }
+    }
+
+    /// UIDs that two or more GUIDs claimed, in every mailbox of node `i`.
+    pub fn uid_clashes(&self, i: usize) -> R<usize> {
+        let mut n = 0;
+        let mut bad = None;
+        self.kvs[i]
+            .scan(b"U", &mut |k, v| {
+                match tables::decode::<Vec<(Guid, OpId)>>(k, v) {
+                    Ok(c) => {
+                        let guids: BTreeSet<&Guid> = c.iter().map(|(g, _)| g).collect();
+                        n += usize::from(guids.len() > 1);
+                    }
+                    Err(e) => bad = Some(e.to_string()),
+                }
+                true
+            })
+            .map_err(|e| e.to_string())?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     /// Invariant 9 on node `i`: HIGHESTMODSEQ never decreases, every visible change (a
