@@ -171,7 +171,9 @@ impl Kv for MemKv {
     fn blob_gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<super::GcStats, StoreError> {
         let mut g = self.lock();
         let inner = &mut *g;
-        Self::alive(inner)?;
+        if inner.dead {
+            return Err(StoreError::Crashed);
+        }
         let mut stats = super::GcStats::default();
         let keep = |k: &Vec<u8>| <[u8; 32]>::try_from(k.as_slice()).is_ok_and(|id| live(&id));
         for m in [&mut inner.blobs, &mut inner.durable_blobs] {

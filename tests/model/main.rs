@@ -28,7 +28,7 @@
 //! names ([`names`] has the issue's reproduction); add-wins for flag changes made while
 //! remote changes wait ([`pending`]); and [`coverage`], which fails when the generators stop
 //! producing UID clashes, renumberings, pending changes, crashes or name races. Tests the
-//! kernel does not pass yet are `#[ignore]`d with the reason.
+//! first kernel did not pass are kept as named tests.
 //!
 //! `PROPTEST_CASES=n` and `MODEL_STEPS=n` (history length) make longer searches;
 //! `MODEL_STATS=1` prints what each history exercised.
@@ -207,7 +207,6 @@ proptest! {
     /// Mailbox name races on 2..=3 nodes with invariant 4 checked per name after every
     /// step (`Sim::check_names`), plus every other invariant.
     #[test]
-    #[ignore = "kernel fix pending: a deleted mailbox brought back by a concurrent append takes its name (and lower UIDVALIDITY) back from the newer mailbox (issue 5 §1)"]
     fn mailbox_name_races_keep_uidvalidity_per_name(
         k in 2usize..=3,
         seed in any::<u64>(),
@@ -234,7 +233,6 @@ proptest! {
     /// (for a causal dependency or a blob) are add-wins relative to what each node showed
     /// when its user acted (`pending::add_wins_with_pending`).
     #[test]
-    #[ignore = "kernel fix pending: store_flags writes into a document holding changes the view has not applied, so a +FLAGS matching a pending put is lost to a concurrent clear and a -FLAGS deletes adds the user never saw (issue 5 §2)"]
     fn flag_changes_with_pending_changes_are_add_wins(
         k in 2usize..=4,
         seed in any::<u64>(),

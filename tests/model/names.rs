@@ -84,7 +84,6 @@ fn delete_and_recreate_racing_an_append(name: &str) -> R<()> {
 }
 
 #[test]
-#[ignore = "kernel fix pending: after the sync the old mailbox takes the name back with its lower UIDVALIDITY (issue 5 §1)"]
 fn delete_and_recreate_racing_an_append_keeps_uidvalidity_per_name() {
     let failures: Vec<String> = TRIED
         .iter()

@@ -221,7 +221,6 @@ fn run(sim: &mut Sim, initial: u8, acts: &[Act]) -> R<()> {
 /// 0's put matches the pending put, automerge records nothing, and node 1's removal
 /// clears `\Seen` everywhere.
 #[test]
-#[ignore = "kernel fix pending: a +FLAGS matching a pending remote put is lost to a concurrent clear (issue 5 §2)"]
 fn regression_add_matching_a_pending_put_survives_a_clear() {
     let acts = vec![
         Act::Step(Op::Append {

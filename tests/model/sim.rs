@@ -250,10 +250,9 @@ pub struct Sim {
     pub pending_seen: Vec<BTreeSet<Vec<u8>>>,
 }
 
-/// Whether every property checks invariant 4 per name. Off until the kernel keeps it
-/// (issue 5 §1): on today's kernel a deleted mailbox that comes back takes its name back
-/// from a newer one. Turn on once the fix is in.
-pub const PER_NAME_EVERYWHERE: bool = false;
+/// Whether every property checks invariant 4 per name (the kernel keeps it since the name
+/// rule of docs/design.md §2; the first release let a restored mailbox take its name back).
+pub const PER_NAME_EVERYWHERE: bool = true;
 
 /// What a history exercised (printed with `MODEL_STATS=1`; the coverage test sums them
 /// over fixed histories and asserts minimums).
