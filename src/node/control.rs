@@ -12,7 +12,7 @@ use crate::model::{AccountName, Flag, FlagSet, MailboxName, Uid, UidSet};
 use crate::net::{Client, PeerInfo};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -312,14 +312,9 @@ fn is_read(req: &ControlRequest) -> bool {
     )
 }
 
-/// Serves the control socket of `dir` until the task is dropped. Every write is reported
-/// on `changed` so the node announces it.
-pub async fn serve(
-    dir: PathBuf,
-    replica: ReplicaHandle,
-    net: Client,
-    changed: mpsc::UnboundedSender<()>,
-) -> Result<(), ControlError> {
+/// Binds the control socket of `dir` (mode 0600). Done before the node announces its
+/// addresses, so a client that sees a node listening finds its socket answering.
+pub fn bind(dir: &Path) -> Result<tokio::net::UnixListener, ControlError> {
     let path = dir.join(SOCKET);
     let err = |why: String| ControlError::Io {
         path: path.display().to_string(),
@@ -335,6 +330,21 @@ pub async fn serve(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| err(e.to_string()))?;
     }
+    Ok(listener)
+}
+
+/// Serves the control socket until the task is dropped. Every write is reported on
+/// `changed` so the node announces it.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    replica: ReplicaHandle,
+    net: Client,
+    changed: mpsc::UnboundedSender<()>,
+) -> Result<(), ControlError> {
+    let err = |why: String| ControlError::Io {
+        path: SOCKET.into(),
+        why,
+    };
     loop {
         let (mut sock, _) = listener.accept().await.map_err(|e| err(e.to_string()))?;
         let replica = replica.clone();

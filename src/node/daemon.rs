@@ -134,15 +134,20 @@ async fn serve(
         internal: itx,
         allow: cfg.net.allow_peers.iter().copied().collect(),
         max_blob: cfg.options.max_message_size,
+        strikes: HashMap::new(),
     };
     core.refresh().await?;
     let (ctx, mut crx) = mpsc::unbounded_channel();
-    let control = tokio::spawn(super::control::serve(
-        cfg.data_dir.clone(),
-        replica.clone(),
-        client.clone(),
-        ctx,
-    ));
+    let listener =
+        super::control::bind(&cfg.data_dir).map_err(|e| DaemonError::Io(e.to_string()))?;
+    let control = tokio::spawn({
+        let (replica, client) = (replica.clone(), client.clone());
+        async move {
+            if let Err(e) = super::control::serve(listener, replica, client, ctx).await {
+                tracing::error!(error = %e, "the control socket failed");
+            }
+        }
+    });
     let mut tick = tokio::time::interval(cfg.tick);
     let mut ae = tokio::time::interval(cfg.anti_entropy);
     let mut announce = tokio::time::interval(Duration::from_millis(50));
@@ -225,7 +230,12 @@ struct Core {
     internal: mpsc::UnboundedSender<Internal>,
     allow: HashSet<PeerId>,
     max_blob: u64,
+    /// Refused sync messages per peer since its last good one.
+    strikes: HashMap<PeerId, u32>,
 }
+
+/// Refused sync messages in a row after which a peer is disconnected.
+const MAX_STRIKES: u32 = 16;
 
 fn summary_hash(heads: &BTreeMap<String, Vec<[u8; 32]>>) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -269,6 +279,17 @@ impl Core {
         Ok(())
     }
 
+    /// Counts a refused message; a peer that keeps sending them is disconnected.
+    fn strike(&mut self, peer: PeerId) {
+        let n = self.strikes.entry(peer).or_default();
+        *n += 1;
+        if *n >= MAX_STRIKES {
+            tracing::warn!(%peer, "disconnecting a peer after {MAX_STRIKES} refused messages");
+            self.strikes.remove(&peer);
+            self.net.disconnect(peer);
+        }
+    }
+
     fn allowed(&self, peer: &PeerId) -> bool {
         self.allow.is_empty() || self.allow.contains(peer)
     }
@@ -296,6 +317,7 @@ impl Core {
                     self.replica.call(move |r| r.end_sessions(&node)).await?;
                 }
                 self.peer_accounts.remove(&peer);
+                self.strikes.remove(&peer);
                 self.partial.retain(|(p, _), _| *p != peer);
                 self.again.retain(|(p, _)| *p != peer);
             }
@@ -413,6 +435,7 @@ impl Core {
                 let expected = self.partial.get(&key).map(|p| p.0).unwrap_or(0);
                 if !ok_part || part != expected {
                     self.partial.remove(&key);
+                    self.strike(peer);
                     tracing::warn!(%peer, %doc, part, parts, "rejected a sync message part out of order or oversized");
                     self.net
                         .respond(channel, reject("bad sync message part".into()));
@@ -457,6 +480,7 @@ impl Core {
             })
             .await?;
         if let Err(why) = accept? {
+            self.strike(peer);
             tracing::warn!(%peer, %doc, "rejected a sync message: {why}");
             self.net.respond(channel, Response::Rejected { why });
             return Ok(());
@@ -468,11 +492,13 @@ impl Core {
             .await?;
         match res {
             Err(e) => {
+                self.strike(peer);
                 tracing::warn!(%peer, %doc, error = %e, "rejected a sync message");
                 self.net
                     .respond(channel, Response::Rejected { why: e.to_string() });
             }
             Ok(missing) => {
+                self.strikes.remove(&peer);
                 self.net.respond(channel, Response::Ack);
                 self.dirty = true;
                 tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
