@@ -169,7 +169,10 @@ fn print(cli: &Cli, req: &ControlRequest, resp: ControlResponse) -> Result<(), C
                 }
                 println!("PEERS {}", peers.len());
                 for p in peers {
-                    println!("peer {} {} since {}", p.peer, p.addr, p.since);
+                    println!(
+                        "peer {} {} since {} behind {}",
+                        p.peer, p.addr, p.since, p.behind
+                    );
                 }
             }
         }

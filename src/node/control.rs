@@ -110,7 +110,10 @@ pub struct RowOut {
 pub struct PeerRow {
     pub peer: String,
     pub addr: String,
+    /// Seconds since the Unix epoch when it connected.
     pub since: u64,
+    /// Documents whose heads differed at the last comparison (0: in sync).
+    pub behind: u64,
 }
 
 /// The answer of a running node.
@@ -339,6 +342,7 @@ pub async fn serve(
     listener: tokio::net::UnixListener,
     replica: ReplicaHandle,
     net: Client,
+    behind: super::daemon::Behind,
     changed: mpsc::UnboundedSender<()>,
 ) -> Result<(), ControlError> {
     let err = |why: String| ControlError::Io {
@@ -350,6 +354,7 @@ pub async fn serve(
         let replica = replica.clone();
         let net = net.clone();
         let changed = changed.clone();
+        let behind = behind.clone();
         tokio::spawn(async move {
             let req: ControlRequest = match read_async(&mut sock).await {
                 Ok(r) => r,
@@ -374,10 +379,20 @@ pub async fn serve(
                         .peers()
                         .await
                         .into_iter()
-                        .map(|p: PeerInfo| PeerRow {
-                            peer: p.peer,
-                            addr: p.addr,
-                            since: p.since,
+                        .map(|p: PeerInfo| {
+                            let b = behind.lock().unwrap_or_else(|e| e.into_inner());
+                            let n = p
+                                .peer
+                                .parse::<libp2p::PeerId>()
+                                .ok()
+                                .and_then(|id| b.get(&id).copied())
+                                .unwrap_or(0);
+                            PeerRow {
+                                peer: p.peer,
+                                addr: p.addr,
+                                since: p.since,
+                                behind: n as u64,
+                            }
                         })
                         .collect();
                 }

@@ -83,6 +83,10 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Per peer, the documents whose heads differed at the last summary comparison: what
+/// `status` reports as "behind" (0 once in sync).
+pub type Behind = std::sync::Arc<std::sync::Mutex<HashMap<PeerId, usize>>>;
+
 /// The file, in the data dir, where a running node writes its listen addresses.
 pub const ADDRS_FILE: &str = "node.addrs";
 
@@ -119,6 +123,7 @@ async fn serve(
     let addrs_file = cfg.data_dir.join(ADDRS_FILE);
     let _ = std::fs::remove_file(&addrs_file);
     let (itx, mut irx) = mpsc::unbounded_channel();
+    let behind = Behind::default();
     let mut core = Core {
         replica: replica.clone(),
         net: client.clone(),
@@ -135,15 +140,16 @@ async fn serve(
         allow: cfg.net.allow_peers.iter().copied().collect(),
         max_blob: cfg.options.max_message_size,
         strikes: HashMap::new(),
+        behind: behind.clone(),
     };
     core.refresh().await?;
     let (ctx, mut crx) = mpsc::unbounded_channel();
     let listener =
         super::control::bind(&cfg.data_dir).map_err(|e| DaemonError::Io(e.to_string()))?;
     let control = tokio::spawn({
-        let (replica, client) = (replica.clone(), client.clone());
+        let (replica, client, behind) = (replica.clone(), client.clone(), behind.clone());
         async move {
-            if let Err(e) = super::control::serve(listener, replica, client, ctx).await {
+            if let Err(e) = super::control::serve(listener, replica, client, behind, ctx).await {
                 tracing::error!(error = %e, "the control socket failed");
             }
         }
@@ -232,6 +238,7 @@ struct Core {
     max_blob: u64,
     /// Refused sync messages per peer since its last good one.
     strikes: HashMap<PeerId, u32>,
+    behind: Behind,
 }
 
 /// Refused sync messages in a row after which a peer is disconnected.
@@ -318,6 +325,10 @@ impl Core {
                 }
                 self.peer_accounts.remove(&peer);
                 self.strikes.remove(&peer);
+                self.behind
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&peer);
                 self.partial.retain(|(p, _), _| *p != peer);
                 self.again.retain(|(p, _)| *p != peer);
             }
@@ -640,8 +651,15 @@ impl Core {
                 accounts,
             } => {
                 self.pulling.remove(&peer);
-                if !docs.is_empty() {
-                    tracing::debug!(%peer, docs = docs.len(), "documents differ");
+                let before = {
+                    let mut b = self.behind.lock().unwrap_or_else(|e| e.into_inner());
+                    b.insert(peer, docs.len()).unwrap_or(0)
+                };
+                match (before, docs.len()) {
+                    (0, 0) => {}
+                    (0, n) => tracing::info!(%peer, documents = n, "syncing documents that differ"),
+                    (_, 0) => tracing::info!(%peer, "in sync"),
+                    (_, n) => tracing::debug!(%peer, documents = n, "documents still differ"),
                 }
                 self.peer_accounts.insert(peer, accounts.clone());
                 // Account documents first, so mailboxes are known before their segments.
