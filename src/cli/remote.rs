@@ -4,7 +4,7 @@
 
 use super::{AccountCmd, Cli, CliError, Cmd, MailboxCmd};
 use crate::diff::Difference;
-use crate::node::control::{self, ControlRequest, ControlResponse, RowOut, StatusRow};
+use crate::node::control::{self, ControlRequest, ControlResponse, MessageFile, RowOut, StatusRow};
 use crate::node::{check_message, Options, Replica};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -287,7 +287,11 @@ fn append(
         {
             let b = read_file(&files[i])?;
             bytes += b.len();
-            batch.push((files[i].display().to_string(), b, now()));
+            batch.push(MessageFile {
+                name: files[i].display().to_string(),
+                bytes: b,
+                internal_date: now(),
+            });
             i += 1;
         }
         let req = ControlRequest::Append {

@@ -56,8 +56,7 @@ pub enum ControlRequest {
         account: String,
         mailbox: String,
         flags: Option<String>,
-        /// (name, bytes, internal date) per message.
-        messages: Vec<(String, Vec<u8>, i64)>,
+        messages: Vec<MessageFile>,
     },
     Flags {
         account: String,
@@ -77,6 +76,15 @@ pub enum ControlRequest {
         to: String,
         remove: bool,
     },
+}
+
+/// A message to append: its name (for errors), bytes and internal date.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageFile {
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    pub internal_date: i64,
 }
 
 /// One mailbox as `status` shows it (the serializable twin of [`super::MailboxStatus`]).
@@ -238,11 +246,11 @@ fn execute(r: &mut Replica, req: ControlRequest, now: i64) -> Result<ControlResp
             };
             let msgs = messages
                 .into_iter()
-                .map(|(name, bytes, internal_date)| NewMessage {
-                    name,
-                    bytes,
+                .map(|m| NewMessage {
+                    name: m.name,
+                    bytes: m.bytes,
                     flags: flags.clone(),
-                    internal_date,
+                    internal_date: m.internal_date,
                 })
                 .collect();
             ControlResponse::Appended(
