@@ -87,3 +87,37 @@ fn a_node_killed_during_initial_sync_and_a_write_storm_converges() {
         assert_eq!(guids, all, "node {i}: messages lost");
     }
 }
+
+/// Every sync message crosses in parts of 512 bytes (the testing knob): a thousand messages
+/// with clashing UIDs on two nodes, their renumbering, flag changes; the parts are put back
+/// together in order and both nodes converge.
+#[test]
+fn sync_messages_cross_in_many_parts() {
+    let mut c = Cluster::new(2);
+    c.node_env = vec![("DOVETAIL_SYNC_PART_BYTES".into(), "512".into())];
+    let mut all: BTreeSet<String> = c.append(0, "p0", 500).into_iter().map(|x| x.1).collect();
+    all.extend(c.append(1, "p1", 500).into_iter().map(|x| x.1));
+    c.start(0, &[]);
+    c.start(1, &[0]);
+    assert!(c.converged(&[0, 1], 120), "no convergence with small parts");
+    cluster_support::ok(&[
+        "--data-dir",
+        c.dir(1),
+        "flags",
+        "--account",
+        "alice",
+        "--mailbox",
+        "INBOX",
+        "--uid",
+        "1:*",
+        "+$Seen-everywhere",
+    ]);
+    assert!(c.converged(&[0, 1], 120), "no convergence after flags");
+    for i in 0..2 {
+        let l = c.list(i);
+        assert_eq!(l.iter().map(|r| r.1.clone()).collect::<BTreeSet<_>>(), all);
+        assert!(l
+            .iter()
+            .all(|r| r.2.contains(&"$Seen-everywhere".to_string())));
+    }
+}

@@ -194,12 +194,27 @@ impl Announce {
     }
 }
 
-/// Splits `bytes` into [`CHUNK`]-sized parts (at least one, so an empty message crosses).
-pub fn parts(bytes: &[u8]) -> Vec<&[u8]> {
+/// Splits `bytes` into parts of at most `size` bytes (clamped to 1..=[`CHUNK`]), at least
+/// one, so an empty message crosses.
+pub fn parts(bytes: &[u8], size: usize) -> Vec<&[u8]> {
     if bytes.is_empty() {
         return vec![bytes];
     }
-    bytes.chunks(CHUNK).collect()
+    bytes.chunks(size.clamp(1, CHUNK)).collect()
+}
+
+/// The size of the parts a node sends sync messages in: [`CHUNK`], or less with the
+/// testing knob `DOVETAIL_SYNC_PART_BYTES` (so tests make every message cross in many
+/// parts without building 4 MiB changes). Receivers accept any part up to [`CHUNK`].
+pub fn sync_part_size() -> usize {
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("DOVETAIL_SYNC_PART_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(CHUNK)
+            .clamp(1, CHUNK)
+    })
 }
 
 #[cfg(test)]
@@ -242,9 +257,11 @@ mod tests {
     #[test]
     fn parts_cover_the_message_in_order() {
         let big = vec![1u8; CHUNK * 2 + 5];
-        let p = parts(&big);
+        let p = parts(&big, CHUNK);
         assert_eq!(p.len(), 3);
         assert_eq!(p.iter().map(|x| x.len()).sum::<usize>(), big.len());
-        assert_eq!(parts(&[]).len(), 1);
+        assert_eq!(parts(&[], CHUNK).len(), 1);
+        assert_eq!(parts(&[1, 2, 3], 0).len(), 3);
+        assert_eq!(parts(&big, usize::MAX).len(), 3);
     }
 }

@@ -725,7 +725,7 @@ impl Core {
 
 /// Sends one sync message in parts, each acknowledged before the next.
 async fn send_sync(net: &Client, peer: PeerId, doc: &str, msg: &[u8]) -> bool {
-    let parts = protocol::parts(msg);
+    let parts = protocol::parts(msg, protocol::sync_part_size());
     let n = parts.len() as u32;
     for (i, p) in parts.into_iter().enumerate() {
         let req = Request::Sync {

@@ -55,6 +55,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Extra arguments of every `dovetail node` (a cluster key...).
     pub node_args: Vec<String>,
+    /// Extra environment of every `dovetail node`.
+    pub node_env: Vec<(String, String)>,
 }
 
 /// One data dir and, while it runs, its node process.
@@ -84,6 +86,7 @@ impl Cluster {
             tmp,
             nodes: Vec::new(),
             node_args: Vec::new(),
+            node_env: Vec::new(),
         };
         for _ in 0..n {
             c.add_dir();
@@ -146,6 +149,7 @@ impl Cluster {
         let _ = std::fs::remove_file(&addrs);
         let child = cmd()
             .args(args)
+            .envs(self.node_env.iter().map(|(k, v)| (k, v)))
             .env("DOVETAIL_LOG", "info,dovetail=debug")
             .stdout(Stdio::null())
             .stderr(log)
