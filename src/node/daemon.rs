@@ -210,11 +210,13 @@ async fn serve(
 enum Internal {
     /// A sync message to `peer` about `doc` was sent (or failed).
     Sent { peer: PeerId, doc: String, ok: bool },
-    /// A summary comparison with `peer` found these documents to sync.
+    /// A summary comparison with `peer` found these documents to sync (`ok` false: it
+    /// failed).
     Pulled {
         peer: PeerId,
         docs: Vec<String>,
         accounts: BTreeSet<String>,
+        ok: bool,
     },
     /// A fetch of these blobs from `peer` ended (stored and delivered, or failed).
     Fetched { peer: PeerId, ids: Vec<BlobId> },
@@ -630,17 +632,18 @@ impl Core {
         let net = self.net.clone();
         let internal = self.internal.clone();
         tokio::spawn(async move {
-            let (docs, accounts) = match compare(&net, peer, &mine).await {
-                Ok(x) => x,
+            let (docs, accounts, ok) = match compare(&net, peer, &mine).await {
+                Ok((d, a)) => (d, a, true),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "summary comparison failed");
-                    (Vec::new(), BTreeSet::new())
+                    (Vec::new(), BTreeSet::new(), false)
                 }
             };
             let _ = internal.send(Internal::Pulled {
                 peer,
                 docs,
                 accounts,
+                ok,
             });
         });
         Ok(())
@@ -666,8 +669,15 @@ impl Core {
                 peer,
                 mut docs,
                 accounts,
+                ok,
             } => {
                 self.pulling.remove(&peer);
+                // A failed comparison (or a peer gone meanwhile) teaches nothing: the next
+                // round of anti-entropy tries again.
+                if !ok || !self.peers.contains_key(&peer) {
+                    self.pull_again.remove(&peer);
+                    return Ok(());
+                }
                 let before = {
                     let mut b = self.behind.lock().unwrap_or_else(|e| e.into_inner());
                     b.insert(peer, docs.len()).unwrap_or(0)
