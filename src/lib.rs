@@ -8,8 +8,11 @@
 //! - [`store`]: the storage trait, sled and in-memory engines, the typed tables (document
 //!   chunks, the mailbox view, blobs, identity, sync state).
 //! - [`sync`]: per-peer, per-document automerge sync sessions.
+//! - [`net`]: the libp2p network (swarm, protocol, event loop and its client handle); it
+//!   knows nothing of replicas.
 //! - [`node`]: one replica (a data dir): local operations, applying remote changes in
-//!   causal order, renumbering, offline sync of two data dirs.
+//!   causal order, renumbering, offline sync of two data dirs; a running node (the replica
+//!   actor, the sync coordinator over [`net`], the control socket).
 //! - [`diff`]: comparing replicas record by record.
 //! - [`cli`]: the `dovetail` command line.
 

@@ -124,9 +124,24 @@ fn three_nodes_converge_after_clashing_appends_flags_and_an_expunge() {
             }
         }
     }
-    // `status` of a running node lists its peers.
+    // `status` of a running node lists its peers, none behind once converged.
     let st = ok(&["--data-dir", c.dir(0), "status"]);
     assert!(st.contains("PEERS 2"), "status: {st}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let st = ok(&["--data-dir", c.dir(0), "--json", "status"]);
+        let v: serde_json::Value = serde_json::from_str(&st).expect("json");
+        let peers = v["peers"].as_array().expect("peers");
+        assert_eq!(peers.len(), 2);
+        if peers.iter().all(|p| p["behind"] == 0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "peers still behind: {st}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     for i in 0..3 {
         c.stop(i);
     }

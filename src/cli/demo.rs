@@ -228,31 +228,42 @@ pub fn run(args: &DemoArgs) -> Result<i32, CliError> {
             .map_err(|_| fail("append thread panicked".into()))??;
     }
     println!("   appended in {:.1?}", t.elapsed());
-    println!("== a flag race on UID 1 (node1 +\\Seen, node2 +\\Flagged) and an expunge of UID 2 on node3");
-    dt(&[
+    let dirs: Vec<PathBuf> = nodes.iter().take(n).map(|x| x.dir.clone()).collect();
+    let (ok0, t0) = diff_wait(&dirs, 120)?;
+    println!("   converged: {ok0} after {t0:.1?} (clashing UIDs renumbered)");
+    // Now that every node shows the same UIDs: two nodes flag the same message at once,
+    // a third expunges another.
+    let listed = dt(&[
         "--data-dir",
         p(&nodes[0].dir),
-        "flags",
+        "list",
         "--account",
         "demo",
         "--mailbox",
         "INBOX",
-        "--uid",
-        "1",
-        "+\\Seen",
     ])?;
-    dt(&[
-        "--data-dir",
-        p(&nodes[1].dir),
-        "flags",
-        "--account",
-        "demo",
-        "--mailbox",
-        "INBOX",
-        "--uid",
-        "1",
-        "+\\Flagged",
-    ])?;
+    let uids: Vec<&str> = listed.lines().filter_map(|l| l.split(' ').next()).collect();
+    let (u1, u2) = match uids.as_slice() {
+        [a, b, ..] => (a.to_string(), b.to_string()),
+        _ => return Err(fail("too few messages for the flag race".into())),
+    };
+    println!("== a flag race on UID {u1} (node1 +\\Seen, node2 +\\Flagged) and an expunge of UID {u2} on node{n}");
+    let flag = |dir: &Path, f: &str| {
+        dt(&[
+            "--data-dir",
+            p(dir),
+            "flags",
+            "--account",
+            "demo",
+            "--mailbox",
+            "INBOX",
+            "--uid",
+            &u1,
+            f,
+        ])
+    };
+    flag(&nodes[0].dir, "+\\Seen")?;
+    flag(&nodes[1].dir, "+\\Flagged")?;
     dt(&[
         "--data-dir",
         p(&nodes[n - 1].dir),
@@ -262,10 +273,21 @@ pub fn run(args: &DemoArgs) -> Result<i32, CliError> {
         "--mailbox",
         "INBOX",
         "--uid",
-        "2",
+        &u2,
     ])?;
-    let dirs: Vec<PathBuf> = nodes.iter().take(n).map(|x| x.dir.clone()).collect();
     let (ok1, t1) = diff_wait(&dirs, 120)?;
+    let shown = dt(&[
+        "--data-dir",
+        p(&nodes[n - 1].dir),
+        "list",
+        "--account",
+        "demo",
+        "--mailbox",
+        "INBOX",
+    ])?;
+    if let Some(l) = shown.lines().find(|l| l.starts_with(&format!("{u1} "))) {
+        println!("   UID {u1} on node{n}: {l}");
+    }
     println!("   converged: {ok1} after {t1:.1?}");
     if stop.load(Ordering::SeqCst) {
         return Ok(130);
@@ -312,7 +334,7 @@ pub fn run(args: &DemoArgs) -> Result<i32, CliError> {
         .max()
         .unwrap_or(0);
     println!("   messages shown: {renumbered} (each exactly once, clashing UIDs renumbered above every UIDNEXT)");
-    let verdict = ok1 && ok2 && ok3;
+    let verdict = ok0 && ok1 && ok2 && ok3;
     println!(
         "== diff verdict: {}",
         if verdict {

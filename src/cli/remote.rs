@@ -4,7 +4,7 @@
 
 use super::{AccountCmd, Cli, CliError, Cmd, MailboxCmd};
 use crate::diff::Difference;
-use crate::node::control::{self, ControlRequest, ControlResponse, RowOut, StatusRow};
+use crate::node::control::{self, ControlRequest, ControlResponse, MessageFile, RowOut, StatusRow};
 use crate::node::{check_message, Options, Replica};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -169,7 +169,10 @@ fn print(cli: &Cli, req: &ControlRequest, resp: ControlResponse) -> Result<(), C
                 }
                 println!("PEERS {}", peers.len());
                 for p in peers {
-                    println!("peer {} {} since {}", p.peer, p.addr, p.since);
+                    println!(
+                        "peer {} {} since {} behind {}",
+                        p.peer, p.addr, p.since, p.behind
+                    );
                 }
             }
         }
@@ -284,7 +287,11 @@ fn append(
         {
             let b = read_file(&files[i])?;
             bytes += b.len();
-            batch.push((files[i].display().to_string(), b, now()));
+            batch.push(MessageFile {
+                name: files[i].display().to_string(),
+                bytes: b,
+                internal_date: now(),
+            });
             i += 1;
         }
         let req = ControlRequest::Append {

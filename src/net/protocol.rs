@@ -18,8 +18,19 @@ pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 /// Bytes of a sync message or blob carried by one frame (well under [`MAX_FRAME`]).
 pub const CHUNK: usize = 4 * 1024 * 1024;
 
+/// Blob ids per [`Request::Blobs`].
+pub const MAX_BLOB_IDS: usize = 4096;
+
 /// Entries of a (document, heads) summary per [`Response::List`] page.
 pub const LIST_PAGE: usize = 2048;
+
+/// A blob and its id. Bytes are serialized as one byte string, not element by element.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobBytes {
+    pub id: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
 
 /// A document id with its heads (automerge change hashes).
 pub type DocHeads = (String, Vec<[u8; 32]>);
@@ -37,10 +48,13 @@ pub enum Request {
         doc: String,
         part: u32,
         parts: u32,
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
     /// Bytes of a blob from `offset`.
     Blob { id: [u8; 32], offset: u64 },
+    /// Whole blobs, as many as fit in one frame (at most [`MAX_BLOB_IDS`] asked).
+    Blobs { ids: Vec<[u8; 32]> },
 }
 
 /// The answer to a [`Request`].
@@ -53,9 +67,21 @@ pub enum Response {
     /// The sync message part was taken.
     Ack,
     /// Up to [`CHUNK`] bytes of a blob of `total` bytes.
-    Blob { total: u64, bytes: Vec<u8> },
+    Blob {
+        total: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     /// The blob is not here.
     NoBlob,
+    /// Answer to [`Request::Blobs`]: blobs in the order asked while they fit in a frame;
+    /// those larger than a frame (fetch them with [`Request::Blob`]); those not here. Ids
+    /// in none of the three were not reached: ask again.
+    Blobs {
+        found: Vec<BlobBytes>,
+        big: Vec<[u8; 32]>,
+        absent: Vec<[u8; 32]>,
+    },
     /// The request was refused (bad document id, unknown account, undecodable message...).
     Rejected { why: String },
 }
@@ -168,12 +194,27 @@ impl Announce {
     }
 }
 
-/// Splits `bytes` into [`CHUNK`]-sized parts (at least one, so an empty message crosses).
-pub fn parts(bytes: &[u8]) -> Vec<&[u8]> {
+/// Splits `bytes` into parts of at most `size` bytes (clamped to 1..=[`CHUNK`]), at least
+/// one, so an empty message crosses.
+pub fn parts(bytes: &[u8], size: usize) -> Vec<&[u8]> {
     if bytes.is_empty() {
         return vec![bytes];
     }
-    bytes.chunks(CHUNK).collect()
+    bytes.chunks(size.clamp(1, CHUNK)).collect()
+}
+
+/// The size of the parts a node sends sync messages in: [`CHUNK`], or less with the
+/// testing knob `DOVETAIL_SYNC_PART_BYTES` (so tests make every message cross in many
+/// parts without building 4 MiB changes). Receivers accept any part up to [`CHUNK`].
+pub fn sync_part_size() -> usize {
+    static SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("DOVETAIL_SYNC_PART_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(CHUNK)
+            .clamp(1, CHUNK)
+    })
 }
 
 #[cfg(test)]
@@ -216,9 +257,11 @@ mod tests {
     #[test]
     fn parts_cover_the_message_in_order() {
         let big = vec![1u8; CHUNK * 2 + 5];
-        let p = parts(&big);
+        let p = parts(&big, CHUNK);
         assert_eq!(p.len(), 3);
         assert_eq!(p.iter().map(|x| x.len()).sum::<usize>(), big.len());
-        assert_eq!(parts(&[]).len(), 1);
+        assert_eq!(parts(&[], CHUNK).len(), 1);
+        assert_eq!(parts(&[1, 2, 3], 0).len(), 3);
+        assert_eq!(parts(&big, usize::MAX).len(), 3);
     }
 }

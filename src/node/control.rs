@@ -12,7 +12,7 @@ use crate::model::{AccountName, Flag, FlagSet, MailboxName, Uid, UidSet};
 use crate::net::{Client, PeerInfo};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -56,8 +56,7 @@ pub enum ControlRequest {
         account: String,
         mailbox: String,
         flags: Option<String>,
-        /// (name, bytes, internal date) per message.
-        messages: Vec<(String, Vec<u8>, i64)>,
+        messages: Vec<MessageFile>,
     },
     Flags {
         account: String,
@@ -77,6 +76,15 @@ pub enum ControlRequest {
         to: String,
         remove: bool,
     },
+}
+
+/// A message to append: its name (for errors), bytes and internal date.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageFile {
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    pub internal_date: i64,
 }
 
 /// One mailbox as `status` shows it (the serializable twin of [`super::MailboxStatus`]).
@@ -110,7 +118,10 @@ pub struct RowOut {
 pub struct PeerRow {
     pub peer: String,
     pub addr: String,
+    /// Seconds since the Unix epoch when it connected.
     pub since: u64,
+    /// Documents whose heads differed at the last comparison (0: in sync).
+    pub behind: u64,
 }
 
 /// The answer of a running node.
@@ -235,11 +246,11 @@ fn execute(r: &mut Replica, req: ControlRequest, now: i64) -> Result<ControlResp
             };
             let msgs = messages
                 .into_iter()
-                .map(|(name, bytes, internal_date)| NewMessage {
-                    name,
-                    bytes,
+                .map(|m| NewMessage {
+                    name: m.name,
+                    bytes: m.bytes,
                     flags: flags.clone(),
-                    internal_date,
+                    internal_date: m.internal_date,
                 })
                 .collect();
             ControlResponse::Appended(
@@ -312,14 +323,9 @@ fn is_read(req: &ControlRequest) -> bool {
     )
 }
 
-/// Serves the control socket of `dir` until the task is dropped. Every write is reported
-/// on `changed` so the node announces it.
-pub async fn serve(
-    dir: PathBuf,
-    replica: ReplicaHandle,
-    net: Client,
-    changed: mpsc::UnboundedSender<()>,
-) -> Result<(), ControlError> {
+/// Binds the control socket of `dir` (mode 0600). Done before the node announces its
+/// addresses, so a client that sees a node listening finds its socket answering.
+pub fn bind(dir: &Path) -> Result<tokio::net::UnixListener, ControlError> {
     let path = dir.join(SOCKET);
     let err = |why: String| ControlError::Io {
         path: path.display().to_string(),
@@ -335,11 +341,28 @@ pub async fn serve(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| err(e.to_string()))?;
     }
+    Ok(listener)
+}
+
+/// Serves the control socket until the task is dropped. Every write is reported on
+/// `changed` so the node announces it.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    replica: ReplicaHandle,
+    net: Client,
+    behind: super::daemon::Behind,
+    changed: mpsc::UnboundedSender<()>,
+) -> Result<(), ControlError> {
+    let err = |why: String| ControlError::Io {
+        path: SOCKET.into(),
+        why,
+    };
     loop {
         let (mut sock, _) = listener.accept().await.map_err(|e| err(e.to_string()))?;
         let replica = replica.clone();
         let net = net.clone();
         let changed = changed.clone();
+        let behind = behind.clone();
         tokio::spawn(async move {
             let req: ControlRequest = match read_async(&mut sock).await {
                 Ok(r) => r,
@@ -364,10 +387,20 @@ pub async fn serve(
                         .peers()
                         .await
                         .into_iter()
-                        .map(|p: PeerInfo| PeerRow {
-                            peer: p.peer,
-                            addr: p.addr,
-                            since: p.since,
+                        .map(|p: PeerInfo| {
+                            let b = behind.lock().unwrap_or_else(|e| e.into_inner());
+                            let n = p
+                                .peer
+                                .parse::<libp2p::PeerId>()
+                                .ok()
+                                .and_then(|id| b.get(&id).copied())
+                                .unwrap_or(0);
+                            PeerRow {
+                                peer: p.peer,
+                                addr: p.addr,
+                                since: p.since,
+                                behind: n as u64,
+                            }
                         })
                         .collect();
                 }

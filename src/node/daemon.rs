@@ -22,7 +22,7 @@
 use super::actor::{ActorStopped, ReplicaHandle};
 use super::{doc_account, NodeError, Options, Replica};
 use crate::model::{BlobId, NodeId};
-use crate::net::protocol::{self, Announce, Request, Response, CHUNK, LIST_PAGE};
+use crate::net::protocol::{self, Announce, BlobBytes, Request, Response, CHUNK, LIST_PAGE};
 use crate::net::{self, Client, Event, NetConfig, NetError, PeerInfo};
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
@@ -83,6 +83,10 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Per peer, the documents whose heads differed at the last summary comparison: what
+/// `status` reports as "behind" (0 once in sync).
+pub type Behind = std::sync::Arc<std::sync::Mutex<HashMap<PeerId, usize>>>;
+
 /// The file, in the data dir, where a running node writes its listen addresses.
 pub const ADDRS_FILE: &str = "node.addrs";
 
@@ -119,6 +123,7 @@ async fn serve(
     let addrs_file = cfg.data_dir.join(ADDRS_FILE);
     let _ = std::fs::remove_file(&addrs_file);
     let (itx, mut irx) = mpsc::unbounded_channel();
+    let behind = Behind::default();
     let mut core = Core {
         replica: replica.clone(),
         net: client.clone(),
@@ -134,15 +139,25 @@ async fn serve(
         internal: itx,
         allow: cfg.net.allow_peers.iter().copied().collect(),
         max_blob: cfg.options.max_message_size,
+        strikes: HashMap::new(),
+        behind: behind.clone(),
+        want: HashMap::new(),
+        asked: HashSet::new(),
+        fetching: HashSet::new(),
+        rotate: 0,
     };
     core.refresh().await?;
     let (ctx, mut crx) = mpsc::unbounded_channel();
-    let control = tokio::spawn(super::control::serve(
-        cfg.data_dir.clone(),
-        replica.clone(),
-        client.clone(),
-        ctx,
-    ));
+    let listener =
+        super::control::bind(&cfg.data_dir).map_err(|e| DaemonError::Io(e.to_string()))?;
+    let control = tokio::spawn({
+        let (replica, client, behind) = (replica.clone(), client.clone(), behind.clone());
+        async move {
+            if let Err(e) = super::control::serve(listener, replica, client, behind, ctx).await {
+                tracing::error!(error = %e, "the control socket failed");
+            }
+        }
+    });
     let mut tick = tokio::time::interval(cfg.tick);
     let mut ae = tokio::time::interval(cfg.anti_entropy);
     let mut announce = tokio::time::interval(Duration::from_millis(50));
@@ -195,14 +210,16 @@ async fn serve(
 enum Internal {
     /// A sync message to `peer` about `doc` was sent (or failed).
     Sent { peer: PeerId, doc: String, ok: bool },
-    /// A summary comparison with `peer` found these documents to sync.
+    /// A summary comparison with `peer` found these documents to sync (`ok` false: it
+    /// failed).
     Pulled {
         peer: PeerId,
         docs: Vec<String>,
         accounts: BTreeSet<String>,
+        ok: bool,
     },
-    /// Blobs fetched from `peer` for `doc` were stored and delivered.
-    Fetched { peer: PeerId, doc: String },
+    /// A fetch of these blobs from `peer` ended (stored and delivered, or failed).
+    Fetched { peer: PeerId, ids: Vec<BlobId> },
 }
 
 struct Core {
@@ -225,7 +242,20 @@ struct Core {
     internal: mpsc::UnboundedSender<Internal>,
     allow: HashSet<PeerId>,
     max_blob: u64,
+    /// Refused sync messages per peer since its last good one.
+    strikes: HashMap<PeerId, u32>,
+    behind: Behind,
+    /// Blobs to fetch, per peer that named them.
+    want: HashMap<PeerId, BTreeSet<BlobId>>,
+    /// Blobs being fetched (by any peer's worker).
+    asked: HashSet<BlobId>,
+    /// Peers with a fetch worker running.
+    fetching: HashSet<PeerId>,
+    rotate: usize,
 }
+
+/// Refused sync messages in a row after which a peer is disconnected.
+const MAX_STRIKES: u32 = 16;
 
 fn summary_hash(heads: &BTreeMap<String, Vec<[u8; 32]>>) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -269,6 +299,17 @@ impl Core {
         Ok(())
     }
 
+    /// Counts a refused message; a peer that keeps sending them is disconnected.
+    fn strike(&mut self, peer: PeerId) {
+        let n = self.strikes.entry(peer).or_default();
+        *n += 1;
+        if *n >= MAX_STRIKES {
+            tracing::warn!(%peer, "disconnecting a peer after {MAX_STRIKES} refused messages");
+            self.strikes.remove(&peer);
+            self.net.disconnect(peer);
+        }
+    }
+
     fn allowed(&self, peer: &PeerId) -> bool {
         self.allow.is_empty() || self.allow.contains(peer)
     }
@@ -296,6 +337,12 @@ impl Core {
                     self.replica.call(move |r| r.end_sessions(&node)).await?;
                 }
                 self.peer_accounts.remove(&peer);
+                self.strikes.remove(&peer);
+                self.want.remove(&peer);
+                self.behind
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&peer);
                 self.partial.retain(|(p, _), _| *p != peer);
                 self.again.retain(|(p, _)| *p != peer);
             }
@@ -383,6 +430,10 @@ impl Core {
                 let more = it.next().is_some();
                 self.net.respond(channel, Response::List { entries, more });
             }
+            Request::Blobs { ids } => {
+                let resp = self.replica.call(move |r| blobs_answer(r, &ids)).await??;
+                self.net.respond(channel, resp);
+            }
             Request::Blob { id, offset } => {
                 let id = BlobId(id);
                 let blob = self.replica.call(move |r| r.blob(&id)).await??;
@@ -413,6 +464,7 @@ impl Core {
                 let expected = self.partial.get(&key).map(|p| p.0).unwrap_or(0);
                 if !ok_part || part != expected {
                     self.partial.remove(&key);
+                    self.strike(peer);
                     tracing::warn!(%peer, %doc, part, parts, "rejected a sync message part out of order or oversized");
                     self.net
                         .respond(channel, reject("bad sync message part".into()));
@@ -457,6 +509,7 @@ impl Core {
             })
             .await?;
         if let Err(why) = accept? {
+            self.strike(peer);
             tracing::warn!(%peer, %doc, "rejected a sync message: {why}");
             self.net.respond(channel, Response::Rejected { why });
             return Ok(());
@@ -468,20 +521,24 @@ impl Core {
             .await?;
         match res {
             Err(e) => {
+                self.strike(peer);
                 tracing::warn!(%peer, %doc, error = %e, "rejected a sync message");
                 self.net
                     .respond(channel, Response::Rejected { why: e.to_string() });
             }
             Ok(missing) => {
+                self.strikes.remove(&peer);
                 self.net.respond(channel, Response::Ack);
                 self.dirty = true;
                 tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
                 if missing.is_empty() {
                     self.renumber().await?;
-                    self.poke(peer, doc);
                 } else {
-                    self.fetch(peer, doc, missing);
+                    self.fetch(peer, missing);
                 }
+                // The sync goes on while blobs come: automerge's protocol does not need
+                // them, only delivery to the view does.
+                self.poke(peer, doc);
                 if !known {
                     // A new account: its mailboxes' segments can be synced now.
                     self.pull(peer).await?;
@@ -500,32 +557,31 @@ impl Core {
         Ok(())
     }
 
-    /// Fetches blobs from `peer` in a task, stores them, delivers what waited for them.
-    fn fetch(&self, peer: PeerId, doc: String, missing: Vec<BlobId>) {
+    /// Queues blobs to fetch from `peer`; one worker per peer fetches them in batches,
+    /// stores them and delivers what waited for them.
+    fn fetch(&mut self, peer: PeerId, missing: Vec<BlobId>) {
+        let want = self.want.entry(peer).or_default();
+        for id in missing {
+            if !self.asked.contains(&id) {
+                want.insert(id);
+            }
+        }
+        if want.is_empty() || self.fetching.contains(&peer) {
+            return;
+        }
+        let ids: Vec<BlobId> = std::mem::take(want).into_iter().collect();
+        self.asked.extend(ids.iter().copied());
+        self.fetching.insert(peer);
         let net = self.net.clone();
         let replica = self.replica.clone();
         let internal = self.internal.clone();
         let max = self.max_blob;
         tokio::spawn(async move {
-            for id in missing {
-                match fetch_blob(&net, peer, &id, max).await {
-                    Ok(Some(bytes)) => {
-                        let stored = replica.call(move |r| r.put_blob(&id, &bytes)).await;
-                        if !matches!(stored, Ok(Ok(true))) {
-                            tracing::warn!(%peer, blob = %id, "peer sent a blob that does not match its id");
-                        }
-                    }
-                    Ok(None) => tracing::debug!(%peer, blob = %id, "peer lacks a blob"),
-                    Err(e) => {
-                        tracing::warn!(%peer, blob = %id, error = %e, "blob fetch failed");
-                        break;
-                    }
-                }
+            let res = fetch_blobs(&net, &replica, peer, &ids, max).await;
+            if let Err(e) = &res {
+                tracing::warn!(%peer, error = %e, "blob fetch failed");
             }
-            if let Ok(Err(e)) = replica.call(|r| r.deliver_all(now())).await {
-                tracing::warn!(error = %e, "delivery failed");
-            }
-            let _ = internal.send(Internal::Fetched { peer, doc });
+            let _ = internal.send(Internal::Fetched { peer, ids });
         });
     }
 
@@ -576,17 +632,18 @@ impl Core {
         let net = self.net.clone();
         let internal = self.internal.clone();
         tokio::spawn(async move {
-            let (docs, accounts) = match compare(&net, peer, &mine).await {
-                Ok(x) => x,
+            let (docs, accounts, ok) = match compare(&net, peer, &mine).await {
+                Ok((d, a)) => (d, a, true),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "summary comparison failed");
-                    (Vec::new(), BTreeSet::new())
+                    (Vec::new(), BTreeSet::new(), false)
                 }
             };
             let _ = internal.send(Internal::Pulled {
                 peer,
                 docs,
                 accounts,
+                ok,
             });
         });
         Ok(())
@@ -612,10 +669,24 @@ impl Core {
                 peer,
                 mut docs,
                 accounts,
+                ok,
             } => {
                 self.pulling.remove(&peer);
-                if !docs.is_empty() {
-                    tracing::debug!(%peer, docs = docs.len(), "documents differ");
+                // A failed comparison (or a peer gone meanwhile) teaches nothing: the next
+                // round of anti-entropy tries again.
+                if !ok || !self.peers.contains_key(&peer) {
+                    self.pull_again.remove(&peer);
+                    return Ok(());
+                }
+                let before = {
+                    let mut b = self.behind.lock().unwrap_or_else(|e| e.into_inner());
+                    b.insert(peer, docs.len()).unwrap_or(0)
+                };
+                match (before, docs.len()) {
+                    (0, 0) => {}
+                    (0, n) => tracing::info!(%peer, documents = n, "syncing documents that differ"),
+                    (_, 0) => tracing::info!(%peer, "in sync"),
+                    (_, n) => tracing::debug!(%peer, documents = n, "documents still differ"),
                 }
                 self.peer_accounts.insert(peer, accounts.clone());
                 // Account documents first, so mailboxes are known before their segments.
@@ -630,13 +701,15 @@ impl Core {
                     self.pull(peer).await?;
                 }
             }
-            Internal::Fetched { peer, doc } => {
+            Internal::Fetched { peer, ids } => {
+                self.fetching.remove(&peer);
+                for id in &ids {
+                    self.asked.remove(id);
+                }
                 self.dirty = true;
                 self.renumber().await?;
-                // A retry from `tick` is about no document in particular.
-                if !doc.is_empty() {
-                    self.poke(peer, doc);
-                }
+                // Blobs queued while this fetch ran.
+                self.fetch(peer, Vec::new());
             }
         }
         Ok(())
@@ -647,9 +720,13 @@ impl Core {
         // Changes still waiting for blobs (a fetch failed, or the sender lacked them):
         // ask any peer.
         let missing = self.replica.call(|r| r.deliver_all(now())).await??;
-        if !missing.is_empty() {
-            if let Some(&peer) = self.peers.keys().next() {
-                self.fetch(peer, String::new(), missing);
+        if !missing.is_empty() && self.fetching.is_empty() {
+            // Rotate through the peers, so a peer that lacks a blob does not stall it.
+            let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+            if !peers.is_empty() {
+                self.rotate = self.rotate.wrapping_add(1);
+                let peer = peers[self.rotate % peers.len()];
+                self.fetch(peer, missing);
             }
         }
         Ok(())
@@ -658,7 +735,7 @@ impl Core {
 
 /// Sends one sync message in parts, each acknowledged before the next.
 async fn send_sync(net: &Client, peer: PeerId, doc: &str, msg: &[u8]) -> bool {
-    let parts = protocol::parts(msg);
+    let parts = protocol::parts(msg, protocol::sync_part_size());
     let n = parts.len() as u32;
     for (i, p) in parts.into_iter().enumerate() {
         let req = Request::Sync {
@@ -684,6 +761,98 @@ async fn send_sync(net: &Client, peer: PeerId, doc: &str, msg: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// Answers a [`Request::Blobs`]: whole blobs in order while they fit in one frame.
+fn blobs_answer(r: &Replica, ids: &[[u8; 32]]) -> Result<Response, NodeError> {
+    let mut found = Vec::new();
+    let (mut big, mut absent) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for id in ids.iter().take(protocol::MAX_BLOB_IDS) {
+        match r.blob(&BlobId(*id))? {
+            None => absent.push(*id),
+            Some(b) if b.len() > CHUNK => big.push(*id),
+            Some(b) => {
+                if bytes + b.len() > CHUNK && !found.is_empty() {
+                    break;
+                }
+                bytes += b.len();
+                found.push(BlobBytes { id: *id, bytes: b });
+            }
+        }
+    }
+    Ok(Response::Blobs { found, big, absent })
+}
+
+/// Fetches blobs from `peer` (many per request; a blob larger than a frame in parts),
+/// stores them, and delivers the changes that waited for them after every batch.
+async fn fetch_blobs(
+    net: &Client,
+    replica: &ReplicaHandle,
+    peer: PeerId,
+    ids: &[BlobId],
+    max: u64,
+) -> Result<(), DaemonError> {
+    let mut rest: Vec<BlobId> = ids.to_vec();
+    while !rest.is_empty() {
+        let ask: Vec<[u8; 32]> = rest
+            .iter()
+            .take(protocol::MAX_BLOB_IDS)
+            .map(|b| b.0)
+            .collect();
+        let (found, big, absent) = match net.request(peer, Request::Blobs { ids: ask }).await? {
+            Response::Blobs { found, big, absent } => (found, big, absent),
+            other => {
+                return Err(NetError::Request {
+                    peer,
+                    why: format!("unexpected answer {other:?}"),
+                }
+                .into())
+            }
+        };
+        let mut answered: HashSet<[u8; 32]> = absent.iter().copied().collect();
+        for id in &big {
+            answered.insert(*id);
+            let id = BlobId(*id);
+            if let Some(bytes) = fetch_blob(net, peer, &id, max).await? {
+                found_store(replica, peer, vec![BlobBytes { id: id.0, bytes }]).await?;
+            }
+        }
+        answered.extend(found.iter().map(|b| b.id));
+        if answered.is_empty() {
+            break;
+        }
+        let n = found.len();
+        found_store(replica, peer, found).await?;
+        rest.retain(|b| !answered.contains(&b.0));
+        tracing::debug!(%peer, blobs = n, left = rest.len(), "blobs fetched");
+    }
+    // One delivery at the end: each pass decodes every waiting change of the mailbox.
+    replica.call(|r| r.deliver_all(now())).await??;
+    tracing::debug!(%peer, blobs = ids.len(), "blobs delivered");
+    Ok(())
+}
+
+async fn found_store(
+    replica: &ReplicaHandle,
+    peer: PeerId,
+    found: Vec<BlobBytes>,
+) -> Result<(), DaemonError> {
+    let bad = replica
+        .call(move |r| -> Result<usize, NodeError> {
+            let mut bad = 0;
+            for b in found {
+                if !r.put_blob(&BlobId(b.id), &b.bytes)? {
+                    bad += 1;
+                }
+            }
+            Ok(bad)
+        })
+        .await??;
+    if bad > 0 {
+        tracing::warn!(%peer, blobs = bad, "peer sent blobs that do not match their ids");
+    }
+    Ok(())
 }
 
 async fn fetch_blob(

@@ -55,6 +55,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Extra arguments of every `dovetail node` (a cluster key...).
     pub node_args: Vec<String>,
+    /// Extra environment of every `dovetail node`.
+    pub node_env: Vec<(String, String)>,
 }
 
 /// One data dir and, while it runs, its node process.
@@ -84,6 +86,7 @@ impl Cluster {
             tmp,
             nodes: Vec::new(),
             node_args: Vec::new(),
+            node_env: Vec::new(),
         };
         for _ in 0..n {
             c.add_dir();
@@ -146,6 +149,7 @@ impl Cluster {
         let _ = std::fs::remove_file(&addrs);
         let child = cmd()
             .args(args)
+            .envs(self.node_env.iter().map(|(k, v)| (k, v)))
             .env("DOVETAIL_LOG", "info,dovetail=debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -156,7 +160,7 @@ impl Cluster {
         loop {
             if let Ok(t) = std::fs::read_to_string(&addrs) {
                 if let Some(l) = t.lines().next() {
-                    if n.dir.join("control.sock").exists() {
+                    if std::os::unix::net::UnixStream::connect(n.dir.join("control.sock")).is_ok() {
                         n.addr = Some(l.trim().to_string());
                         break;
                     }
@@ -197,6 +201,15 @@ impl Cluster {
         assert!(st.success(), "node {i} exited with {st} on SIGTERM");
     }
 
+    /// Kills node `i` with SIGKILL (no chance to flush or say goodbye).
+    pub fn kill9(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let mut c = n.child.take().expect("node runs");
+        let _ = c.kill();
+        let _ = c.wait();
+        n.addr = None;
+    }
+
     /// `dovetail diff --wait SECS` over the given nodes; true iff converged.
     pub fn converged(&self, nodes: &[usize], wait: u32) -> bool {
         let mut args = vec!["diff".to_string(), "--wait".into(), wait.to_string()];
@@ -222,14 +235,19 @@ impl Cluster {
 
     /// Writes message files and appends them to INBOX of node `i`; returns (uid, guid).
     pub fn append(&self, i: usize, tag: &str, n: usize) -> Vec<(u32, String)> {
+        self.append_sized(i, tag, n, 0)
+    }
+
+    /// [`Cluster::append`] with `pad` more bytes of body per message.
+    pub fn append_sized(&self, i: usize, tag: &str, n: usize, pad: usize) -> Vec<(u32, String)> {
         let mut files = Vec::new();
         for k in 0..n {
             let p = self.tmp.path().join(format!("{tag}-{k}.eml"));
-            std::fs::write(
-                &p,
-                format!("From: a@example.org\r\nSubject: {tag} {k}\r\n\r\nbody {tag} {k}\r\n"),
-            )
-            .expect("write eml");
+            let mut body =
+                format!("From: a@example.org\r\nSubject: {tag} {k}\r\n\r\nbody {tag} {k}\r\n")
+                    .into_bytes();
+            body.extend(std::iter::repeat_n(b'x', pad));
+            std::fs::write(&p, body).expect("write eml");
             files.push(p);
         }
         let mut args = vec![
