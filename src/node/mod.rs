@@ -2,11 +2,11 @@
 //! ends call them, remote changes applied in mailbox-causal order, renumbering, and the
 //! offline sync of two data dirs through the same sync sessions the network uses.
 
-mod fetch;
-mod gc;
 mod actor;
 pub mod control;
 pub mod daemon;
+mod fetch;
+mod gc;
 mod identity;
 mod message;
 mod netx;
