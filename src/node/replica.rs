@@ -30,6 +30,11 @@ pub struct Options {
     pub segment_capacity: u64,
     /// Seconds a node waits before renumbering homeless messages it did not claim.
     pub renumber_grace_secs: i64,
+    /// Testing knob, always true in production: apply a remote change to the view only
+    /// once it is mailbox-causally deliverable. `false` applies every stored change at
+    /// once, out of mailbox-causal order: the exhaustive model check
+    /// (`examples/modelcheck`, `--no-causal`) turns it off to show it finds what breaks.
+    pub causal_delivery: bool,
 }
 
 impl Default for Options {
@@ -38,6 +43,7 @@ impl Default for Options {
             max_message_size: 64 * 1024 * 1024,
             segment_capacity: 16_384,
             renumber_grace_secs: 30,
+            causal_delivery: true,
         }
     }
 }
@@ -611,7 +617,7 @@ impl Replica {
                     tracing::warn!(doc = %d, change = %h, "received a change of our own writer that this data dir does not have: it was restored; switching writer");
                     self.rewound = true;
                 }
-                if !cm.deliverable(&meta.applied) {
+                if self.opts.causal_delivery && !cm.deliverable(&meta.applied) {
                     continue;
                 }
                 if cm
