@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # python3 runs the reference UID models in shared/ (when present) and future client tests.
 command -v python3 >/dev/null || need_apt+=(python3)
+# ip makes the network namespaces of the mDNS test; tar unpacks the first-release data dir.
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v tar >/dev/null || need_apt+=(tar)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
