@@ -92,7 +92,6 @@ fn a_node_killed_during_initial_sync_and_a_write_storm_converges() {
 /// with clashing UIDs on two nodes, their renumbering, flag changes; the parts are put back
 /// together in order and both nodes converge.
 #[test]
-#[ignore = "flaky since the kernel-edges merge (1 run in ~3): after `flags 1:* +X` on a running node and convergence, some rows lack X on both nodes; under investigation (see the stop note)"]
 fn sync_messages_cross_in_many_parts() {
     let mut c = Cluster::new(2);
     c.node_env = vec![("DOVETAIL_SYNC_PART_BYTES".into(), "512".into())];

@@ -92,18 +92,26 @@ impl MailboxMeta {
         self.applied.get(node).copied().unwrap_or(0) + 1
     }
 
-    /// Whether a homeless message is due for renumbering by `me`: at once if `me` made its
-    /// greatest claim, otherwise once it has been homeless for the grace period (counted per
+    /// Whether `me` made the greatest claim of some homeless message: then it renumbers
+    /// at once, and renumbers every homeless message, so that the nodes whose claims
+    /// clashed all make the same plan from the same state (identical, harmless claims)
+    /// instead of renumbering disjoint subsets from one UIDNEXT and clashing again.
+    fn claimant(&self, me: &NodeId) -> bool {
+        self.homeless.values().any(|h| h.op.node == *me)
+    }
+
+    /// Whether a homeless message is due for renumbering by `me`: every one if `me` is a
+    /// claimant, otherwise once *it* has been homeless for the grace period (counted per
     /// message, so a message that became homeless later waits its own full period).
-    fn due(h: &Homeless, me: &NodeId, now: i64, grace_secs: i64) -> bool {
-        h.op.node == *me || now.saturating_sub(h.since) >= grace_secs
+    fn due(&self, h: &Homeless, me: &NodeId, now: i64, grace_secs: i64) -> bool {
+        self.claimant(me) || now.saturating_sub(h.since) >= grace_secs
     }
 
     /// Whether `me` should renumber some homeless messages now.
     pub fn renumber_due(&self, me: &NodeId, now: i64, grace_secs: i64) -> bool {
         self.homeless
             .values()
-            .any(|h| Self::due(h, me, now, grace_secs))
+            .any(|h| self.due(h, me, now, grace_secs))
     }
 
     /// The claims a renumbering by `me` makes: the homeless messages due, ordered by their
@@ -120,7 +128,7 @@ impl MailboxMeta {
         let mut order: Vec<(OpId, Uid, Guid)> = self
             .homeless
             .iter()
-            .filter(|(_, h)| Self::due(h, me, now, grace_secs))
+            .filter(|(_, h)| self.due(h, me, now, grace_secs))
             .map(|(g, h)| (h.op, h.uid, *g))
             .collect();
         order.sort();
