@@ -60,7 +60,9 @@ fn every_interleaving_keeps_the_invariants() {
     for (p, ok) in &out.reached {
         assert!(ok, "never reached: {p}");
     }
-    assert!(out.unique > 1_000, "only {} states", out.unique);
+    // 639 unique states since a claimant renumbers every homeless message (fewer distinct
+    // renumbering outcomes than when each node renumbered only its own): a floor, not a goal.
+    assert!(out.unique > 500, "only {} states", out.unique);
 }
 
 /// With mailbox-causal delivery off, the checker finds a broken invariant: it can see a
