@@ -40,6 +40,7 @@ mod names;
 mod net;
 mod pending;
 mod sim;
+mod step;
 
 use dovetail::crdt::view::ViewRow;
 use dovetail::model::{FlagSet, Guid, Uid};
