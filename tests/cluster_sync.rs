@@ -42,8 +42,11 @@ fn three_nodes_converge_after_clashing_appends_flags_and_an_expunge() {
     let mut seen_before: Vec<(BTreeSet<String>, u32)> = Vec::new();
     for (i, mine) in appended.iter_mut().enumerate() {
         mine.extend(c.append(i, &format!("live{i}"), 3));
+        // UIDNEXT first, then the list: a message the running node shows between the two
+        // reads is in the list, not mistaken for one shown later below that UIDNEXT.
+        let uidnext = c.uidnext(i);
         let shown: BTreeSet<String> = c.list(i).into_iter().map(|r| r.1).collect();
-        seen_before.push((shown, c.uidnext(i)));
+        seen_before.push((shown, uidnext));
     }
     assert!(
         c.converged(&[0, 1, 2], 60),
