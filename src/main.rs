@@ -10,7 +10,10 @@ fn main() {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
+            // RUST_LOG, as every tracing program reads it; DOVETAIL_LOG, the older name, wins
+            // when both are set.
             tracing_subscriber::EnvFilter::try_from_env("DOVETAIL_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)

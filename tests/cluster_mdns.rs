@@ -98,7 +98,7 @@ fn two_nodes_on_a_lan_find_each_other_by_mdns() {
         let log = std::fs::File::create(&c.nodes[i].log).expect("log");
         let child = Command::new("ip")
             .args(&args)
-            .env("DOVETAIL_LOG", "info,dovetail=debug")
+            .env("RUST_LOG", "info,dovetail=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

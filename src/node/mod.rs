@@ -12,16 +12,17 @@ mod message;
 mod netx;
 mod offline;
 mod ops;
+mod pending;
 mod replica;
 mod upgrade;
 mod writer;
 
 pub use actor::{ActorStopped, ReplicaHandle};
 pub use message::{check_message, NewMessage};
-pub use netx::doc_account;
+pub use netx::{doc_account, Received};
 pub use offline::{sync_pair, SyncReport};
 pub use ops::{FlagOp, MailboxStatus};
-pub use replica::{Options, Replica};
+pub use replica::{MailboxEvent, Options, Replica};
 
 use crate::crdt::CrdtError;
 use crate::model::ModelError;

@@ -3,8 +3,23 @@
 
 use super::replica::{parse_doc_id, DocKind};
 use super::{NodeError, Replica};
-use crate::model::AccountName;
+use crate::model::{AccountName, BlobId, NodeId};
 use crate::store::tables;
+
+/// What became of one sync message received from a peer.
+#[derive(Debug)]
+pub enum Received {
+    /// The peer may not write this document here: nothing stored.
+    Refused(String),
+    /// The message was bad (or could not be stored): nothing stored.
+    Failed(String),
+    /// Stored durably; the new changes lack these blobs. `new_account`: it brought an
+    /// account this node did not have, whose mailboxes can be synced now.
+    Applied {
+        missing: Vec<BlobId>,
+        new_account: bool,
+    },
+}
 
 impl Replica {
     /// The node identity as the data dir keeps it (a protobuf-encoded ed25519 keypair): the
@@ -13,6 +28,53 @@ impl Replica {
         self.kv
             .get(tables::KEY_IDENTITY)?
             .ok_or_else(|| NodeError::Identity("the data dir has no identity".into()))
+    }
+
+    /// Checks and applies sync messages from peers, each in its own transaction (a refused
+    /// or bad one changes nothing), in order (so an account document applied early in the
+    /// batch makes its segments acceptable later in it), with one durable flush for all:
+    /// nothing is reported `Applied` before that flush.
+    pub fn receive_from_peers(
+        &mut self,
+        msgs: &[(NodeId, String, Vec<u8>)],
+        now: i64,
+    ) -> Vec<Received> {
+        if let Err(e) = self.ensure_pending() {
+            return msgs
+                .iter()
+                .map(|_| Received::Failed(e.to_string()))
+                .collect();
+        }
+        let mut out = Vec::with_capacity(msgs.len());
+        for (peer, doc, msg) in msgs {
+            let verdict = match self.accepts_doc(doc) {
+                Ok(Err(why)) => Received::Refused(why),
+                Err(e) => Received::Failed(e.to_string()),
+                Ok(Ok(())) => {
+                    let new_account = doc
+                        .strip_prefix("acct/")
+                        .and_then(|a| AccountName::try_from(a).ok())
+                        .is_some_and(|a| !self.has_account(&a).unwrap_or(true));
+                    match self.write_with(false, |r, tx| r.receive_in(tx, peer, doc, msg, now)) {
+                        Ok(missing) => Received::Applied {
+                            missing,
+                            new_account,
+                        },
+                        Err(e) => Received::Failed(e.to_string()),
+                    }
+                }
+            };
+            out.push(verdict);
+        }
+        if let Err(e) = self.kv.flush() {
+            let why = format!("flush failed: {e}");
+            for v in &mut out {
+                if matches!(v, Received::Applied { .. }) {
+                    *v = Received::Failed(why.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Whether a peer may sync document `doc` into this replica: a well-formed id, and for

@@ -222,6 +222,7 @@ impl Replica {
             for m in &msgs {
                 let blob = BlobId::of(&m.bytes);
                 r.kv.blob_put(blob.as_bytes(), &m.bytes)?;
+                r.pending.blob_stored(&blob);
                 items.push(NewRecord {
                     blob,
                     size: m.bytes.len() as u64,

@@ -8,12 +8,12 @@ use crate::crdt::meta::ChangeMeta;
 use crate::crdt::segment::{LocalOp, Segment, SegmentRef};
 use crate::crdt::view::{self, MailboxMeta, ViewEvent};
 use crate::model::{AccountName, BlobId, MailboxId, MailboxName, NodeId};
-use crate::store::tables::{self, key_pending, prefix_pending, DocMeta};
-use crate::store::{Kv, SledKv, StoreError, Tx};
+use crate::store::tables::{self, DocMeta};
+use crate::store::{Kv, SledKv, Tx};
 use crate::sync::DocSession;
 use automerge::{AutoCommit, ChangeHash};
 use libp2p_identity::Keypair;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -114,10 +114,19 @@ pub struct Replica {
     sessions: HashMap<(NodeId, String), DocSession>,
     /// Set when a peer sent a change this replica's own writer made that it does not have:
     /// the data dir went back in time, and must write under a new writer from now on.
-    rewound: bool,
+    pub(crate) rewound: bool,
     /// Set while the view is rebuilt from the documents (our own changes come back then).
     pub(crate) replaying: bool,
+    /// The pending table indexed by what each change waits for.
+    pub(crate) pending: super::pending::PendingIndex,
+    /// View events of the running transaction, and of committed ones not yet taken.
+    staged: Vec<MailboxEvent>,
+    events: Vec<MailboxEvent>,
 }
+
+/// View events kept for [`Replica::take_events`] at most (older ones are dropped: a reader
+/// that falls this far behind rereads the mailbox).
+const MAX_EVENTS: usize = 100_000;
 
 impl Replica {
     /// Creates a data dir and its node identity.
@@ -180,6 +189,9 @@ impl Replica {
             sessions: HashMap::new(),
             rewound: false,
             replaying: false,
+            pending: Default::default(),
+            staged: Vec::new(),
+            events: Vec::new(),
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -213,17 +225,37 @@ impl Replica {
         &mut self,
         f: impl FnOnce(&mut Self, &mut Tx<'_>) -> Result<T, NodeError>,
     ) -> Result<T, NodeError> {
+        self.write_with(true, f)
+    }
+
+    /// [`Replica::write`], flushing only if `flush` (the caller then flushes before it
+    /// acknowledges anything).
+    pub(crate) fn write_with<T>(
+        &mut self,
+        flush: bool,
+        f: impl FnOnce(&mut Self, &mut Tx<'_>) -> Result<T, NodeError>,
+    ) -> Result<T, NodeError> {
         // The transaction borrows the store, the closure borrows the replica: give the
         // transaction its own handle on the store.
         let kv = Arc::clone(&self.kv);
         let mut tx = Tx::new(kv.as_ref());
-        match f(self, &mut tx) {
-            Ok(v) => {
-                tx.commit()?;
+        let done = f(self, &mut tx).and_then(|v| {
+            tx.commit()?;
+            if flush {
                 self.kv.flush()?;
+            }
+            Ok(v)
+        });
+        match done {
+            Ok(v) => {
                 while self.lru.len() > MAX_OPEN_DOCS {
                     let old = self.lru.remove(0);
                     self.docs.remove(&old);
+                }
+                self.events.append(&mut self.staged);
+                if self.events.len() > MAX_EVENTS {
+                    let drop = self.events.len() - MAX_EVENTS;
+                    self.events.drain(..drop);
                 }
                 if std::mem::take(&mut self.rewound) {
                     self.new_writer()?;
@@ -231,7 +263,12 @@ impl Replica {
                 Ok(v)
             }
             Err(e) => {
+                // Open documents may hold the failed operation's changes, and the index of
+                // waiting changes may name some it did not commit: both are rebuilt from
+                // the store on demand.
                 self.close_docs();
+                self.pending.reset();
+                self.staged.clear();
                 Err(e)
             }
         }
@@ -411,7 +448,9 @@ impl Replica {
         self.save(tx, &id);
         meta.applied.insert(self.node, seq);
         meta.lamport = cm.lamport;
-        Ok(view::apply_facts(&mut tx.view(*mb), meta, &facts, now)?)
+        let events = view::apply_facts(&mut tx.view(*mb), meta, &facts, now)?;
+        self.stage_events(mb, events.clone(), false);
+        Ok(events)
     }
 
     /// This node's open segment of a mailbox with room for at least one message.
@@ -433,11 +472,12 @@ impl Replica {
     // ---- remote changes ----
 
     /// Stores a blob received from a peer (checked against its id).
-    pub fn put_blob(&self, id: &BlobId, bytes: &[u8]) -> Result<bool, NodeError> {
+    pub fn put_blob(&mut self, id: &BlobId, bytes: &[u8]) -> Result<bool, NodeError> {
         if BlobId::of(bytes) != *id {
             return Ok(false);
         }
         self.kv.blob_put(id.as_bytes(), bytes)?;
+        self.pending.blob_stored(id);
         Ok(true)
     }
 
@@ -490,7 +530,7 @@ impl Replica {
 
     /// Applies a sync message from `peer` about document `doc`. Changes it brings are kept
     /// in the document at once, and reach the view once causally deliverable and their blobs
-    /// are here. Returns the blobs still missing.
+    /// are here. Returns the blobs the new changes lack.
     pub fn sync_receive(
         &mut self,
         peer: &NodeId,
@@ -498,185 +538,62 @@ impl Replica {
         msg: &[u8],
         now: i64,
     ) -> Result<Vec<BlobId>, NodeError> {
-        let kind = parse_doc_id(doc)
-            .ok_or_else(|| NodeError::Io(format!("peer sent a bad document id {doc:?}")))?;
-        self.write(|r, tx| {
-            let mut session = r.session(tx, peer, doc)?;
-            let (am, _) = r.doc(tx, doc, true)?.expect("created");
-            let before = am.get_heads();
-            let received = session.receive(am, msg);
-            let new: Vec<ChangeHash> = am.get_changes(&before).iter().map(|c| c.hash()).collect();
-            r.keep_session(tx, peer, doc, session);
-            received?;
-            r.save(tx, doc);
-            let DocKind::Segment(mb, _) = kind else {
-                return Ok(Vec::new());
-            };
-            for h in &new {
-                tx.put_raw(key_pending(&mb, h), doc.as_bytes().to_vec());
-            }
-            r.deliver(tx, &mb, now)
-        })
+        self.ensure_pending()?;
+        self.write(|r, tx| r.receive_in(tx, peer, doc, msg, now))
     }
 
-    /// Applies every pending change of every mailbox that can be applied now (after blobs
-    /// arrived). Returns the blobs still missing.
-    pub fn deliver_all(&mut self, now: i64) -> Result<Vec<BlobId>, NodeError> {
-        let mut mbs: Vec<MailboxId> = Vec::new();
-        self.kv.scan(b"P", &mut |k, _| {
-            if let Some(m) = MailboxId::from_slice(&k[1..17]) {
-                if mbs.last() != Some(&m) {
-                    mbs.push(m);
-                }
-            }
-            true
-        })?;
-        let mut missing = Vec::new();
-        for mb in mbs {
-            let mut doc = None;
-            self.kv.scan(&prefix_pending(&mb), &mut |_, v| {
-                doc = Some(String::from_utf8_lossy(v).into_owned());
-                false
-            })?;
-            if let Some(DocKind::Segment(mb, _)) = doc.as_deref().and_then(parse_doc_id) {
-                missing.extend(self.write(|r, tx| r.deliver(tx, &mb, now))?);
-            }
-        }
-        Ok(missing)
-    }
-
-    /// Applies the pending changes of a mailbox in causal order, as far as possible.
-    fn deliver(
+    pub(crate) fn receive_in(
         &mut self,
         tx: &mut Tx<'_>,
-        mb: &MailboxId,
+        peer: &NodeId,
+        doc: &str,
+        msg: &[u8],
         now: i64,
     ) -> Result<Vec<BlobId>, NodeError> {
-        let mut pending: Vec<(ChangeHash, String)> = Vec::new();
-        let mut raw = Vec::new();
-        tx.kv().scan(&prefix_pending(mb), &mut |k, v| {
-            raw.push((k.to_vec(), v.to_vec()));
-            true
-        })?;
-        for (k, v) in raw {
-            // The scan does not see this transaction's writes: check it is still pending.
-            if tx.get_raw(&k)?.is_none() {
-                continue;
-            }
-            let h = ChangeHash(k[17..49].try_into().map_err(|_| StoreError::Corrupt {
-                key: hex::encode(&k),
-                why: "bad pending key".into(),
-            })?);
-            pending.push((h, String::from_utf8_lossy(&v).into_owned()));
-        }
-        // Changes written in this transaction (not visible to the scan).
-        // sync_receive writes them before calling deliver, so collect from the tx too.
-        for (h, d) in tx_pending(tx, mb) {
-            if !pending.iter().any(|(p, _)| *p == h) {
-                pending.push((h, d));
-            }
-        }
-        if pending.is_empty() {
+        let kind = parse_doc_id(doc)
+            .ok_or_else(|| NodeError::Io(format!("peer sent a bad document id {doc:?}")))?;
+        let mut session = self.session(tx, peer, doc)?;
+        let (am, _) = self.doc(tx, doc, true)?.expect("created");
+        let before = am.get_heads();
+        let received = session.receive(am, msg);
+        let new: Vec<ChangeHash> = am.get_changes(&before).iter().map(|c| c.hash()).collect();
+        self.keep_session(tx, peer, doc, session);
+        received?;
+        self.save(tx, doc);
+        let DocKind::Segment(mb, _) = kind else {
             return Ok(Vec::new());
-        }
-        let mut meta = tx.mailbox_meta(mb)?.unwrap_or_else(MailboxMeta::new);
-        // Decode every pending change once; deliver in Lamport order (a change's
-        // dependencies all have smaller counters), repeating while progress is made.
-        let mut items = Vec::new();
-        for (h, d) in pending {
-            let Some((am, _)) = self.doc(tx, &d, false)? else {
-                continue;
-            };
-            let Some(change) = am.get_change_by_hash(&h) else {
-                continue;
-            };
-            match change.message().map(ChangeMeta::decode) {
-                Some(Ok(cm)) => items.push((cm, h, d)),
-                other => {
-                    tracing::warn!(doc = %d, change = %h, ?other, "ignoring a change without dovetail metadata");
-                    tx.delete(key_pending(mb, &h));
-                }
-            }
-        }
-        items.sort_by_key(|x| (x.0.lamport, x.0.node));
-        let mut missing = Vec::new();
-        let mut progress = true;
-        while progress {
-            progress = false;
-            for (cm, h, d) in &items {
-                if tx.get_raw(&key_pending(mb, h))?.is_none() {
-                    continue;
-                }
-                if cm.already_applied(&meta.applied) {
-                    tx.delete(key_pending(mb, h));
-                    continue;
-                }
-                if cm.node == self.node && !self.replaying {
-                    // Our own writer made this change and we never applied it: this data
-                    // dir went back in time (restored from a backup or a snapshot).
-                    tracing::warn!(doc = %d, change = %h, "received a change of our own writer that this data dir does not have: it was restored; switching writer");
-                    self.rewound = true;
-                }
-                if self.opts.causal_delivery && !cm.deliverable(&meta.applied) {
-                    continue;
-                }
-                if cm
-                    .blobs
-                    .iter()
-                    .any(|b| !matches!(tx.kv().blob_has(b.as_bytes()), Ok(true)))
-                {
-                    continue;
-                }
-                let Some(DocKind::Segment(_, seg)) = parse_doc_id(d) else {
-                    continue;
-                };
-                let node = self.node;
-                let (am, _) = self.doc(tx, d, false)?.expect("loaded above");
-                let change = am.get_change_by_hash(h).expect("present above");
-                let s = Segment::from_doc(std::mem::take(am), &node, seg);
-                let facts = s.facts_of(&change, cm);
-                *am = s.doc;
-                match facts {
-                    Ok(facts) => {
-                        view::apply_facts(&mut tx.view(*mb), &mut meta, &facts, now)?;
-                    }
-                    Err(e) => {
-                        // Every node skips the same malformed change, so views still agree.
-                        tracing::warn!(doc = %d, change = %h, error = %e, "skipping a malformed change");
-                    }
-                }
-                meta.applied.insert(cm.node, cm.seq());
-                meta.lamport = meta.lamport.max(cm.lamport);
-                tx.delete(key_pending(mb, h));
-                progress = true;
-            }
-        }
-        // The blobs of every change still waiting, not only of the next deliverable one: the
-        // peer can send them all at once instead of one change's worth per round trip.
-        let mut asked = HashSet::new();
-        for (cm, h, _) in &items {
-            if tx.get_raw(&key_pending(mb, h))?.is_none() || cm.already_applied(&meta.applied) {
-                continue;
-            }
-            for b in &cm.blobs {
-                if !asked.contains(b) && !matches!(tx.kv().blob_has(b.as_bytes()), Ok(true)) {
-                    asked.insert(*b);
-                    missing.push(*b);
-                }
-            }
-        }
-        tx.put_mailbox_meta(mb, &meta);
-        Ok(missing)
+        };
+        self.receive_pending(tx, &mb, doc, &new, now)
+    }
+
+    /// Queues view events of mailbox `mb` made by the running transaction (`remote`: by a
+    /// peer's change); they are published once it commits.
+    pub(crate) fn stage_events(&mut self, mb: &MailboxId, events: Vec<ViewEvent>, remote: bool) {
+        self.staged
+            .extend(events.into_iter().map(|event| MailboxEvent {
+                mailbox: *mb,
+                event,
+                remote,
+            }));
+    }
+
+    /// The view events committed since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<MailboxEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Changes waiting for delivery and distinct blobs they lack (`None` until the index of
+    /// waiting changes is built, at the first delivery).
+    pub fn pending_counts(&self) -> Option<(usize, usize)> {
+        self.pending.counts()
     }
 }
 
-/// Pending entries written in `tx` but not yet applied to the store.
-fn tx_pending(tx: &Tx<'_>, mb: &MailboxId) -> Vec<(ChangeHash, String)> {
-    tx.pending_writes(&prefix_pending(mb))
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let h = ChangeHash(k.get(17..49)?.try_into().ok()?);
-            Some((h, String::from_utf8_lossy(&v).into_owned()))
-        })
-        .collect()
+/// A change to what a node shows in one mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxEvent {
+    pub mailbox: MailboxId,
+    pub event: ViewEvent,
+    /// Made by a change received from a peer (false: a local write).
+    pub remote: bool,
 }

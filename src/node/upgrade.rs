@@ -103,6 +103,7 @@ impl Replica {
         // Our own changes come back through the pending table: they are not a sign that
         // this data dir went back in time.
         self.replaying = true;
+        self.pending.reset();
         let done = self.deliver_all(now);
         self.replaying = false;
         done?;

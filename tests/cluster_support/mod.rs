@@ -17,6 +17,7 @@ pub fn cmd() -> Command {
     c.env_remove("DOVETAIL_DATA_DIR")
         .env_remove("DOVETAIL_MAX_MESSAGE_SIZE")
         .env_remove("DOVETAIL_LOG")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     c
 }
@@ -150,7 +151,7 @@ impl Cluster {
         let child = cmd()
             .args(args)
             .envs(self.node_env.iter().map(|(k, v)| (k, v)))
-            .env("DOVETAIL_LOG", "info,dovetail=debug")
+            .env("RUST_LOG", "info,dovetail=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -38,6 +38,7 @@ pub fn cmd() -> Command {
     c.env_remove("DOVETAIL_DATA_DIR")
         .env_remove("DOVETAIL_MAX_MESSAGE_SIZE")
         .env_remove("DOVETAIL_LOG")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     c
 }

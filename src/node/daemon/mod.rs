@@ -25,7 +25,7 @@ pub use exchange::peers;
 use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
 
 use super::actor::{ActorStopped, ReplicaHandle};
-use super::{doc_account, NodeError, Options, Replica};
+use super::{doc_account, NodeError, Options, Received, Replica};
 use crate::model::{BlobId, NodeId};
 use crate::net::protocol::{self, Announce, BlobBytes, Request, Response, CHUNK, LIST_PAGE};
 use crate::net::{self, Client, Event, NetConfig, NetError, PeerInfo};
@@ -150,6 +150,7 @@ async fn serve(
         asked: HashSet::new(),
         fetching: HashSet::new(),
         rotate: 0,
+        incoming: Vec::new(),
     };
     core.refresh().await?;
     let (ctx, mut crx) = mpsc::unbounded_channel();
@@ -171,13 +172,7 @@ async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             ev = events.recv() => match ev {
-                Some(Event::Listening { addr }) => {
-                    println!("listening on {addr}");
-                    use std::io::Write;
-                    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&addrs_file) {
-                        let _ = writeln!(f, "{addr}");
-                    }
-                }
+                Some(Event::Listening { addr }) => listening(&addrs_file, &addr),
                 Some(e) => core.on_event(e).await?,
                 None => break,
             },
@@ -196,6 +191,17 @@ async fn serve(
                 }
             }
         }
+        if !core.incoming.is_empty() {
+            // Sync messages that arrived meanwhile join the batch: one flush for all.
+            for _ in 0..BATCH_EVENTS {
+                match events.try_recv() {
+                    Ok(Event::Listening { addr }) => listening(&addrs_file, &addr),
+                    Ok(e) => core.on_event(e).await?,
+                    Err(_) => break,
+                }
+            }
+            core.apply_incoming().await?;
+        }
     }
     tracing::info!("shutting down");
     // No more writes: the control socket goes first, then the connections.
@@ -210,6 +216,31 @@ async fn serve(
         .map_err(NodeError::from)?;
     Ok(())
 }
+
+/// Prints a listen address and adds it to the data dir's [`ADDRS_FILE`].
+fn listening(file: &std::path::Path, addr: &libp2p::Multiaddr) {
+    use std::io::Write;
+    println!("listening on {addr}");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
+        let _ = writeln!(f, "{addr}");
+    }
+}
+
+/// A whole sync message waiting to be applied with its batch.
+struct Incoming {
+    peer: PeerId,
+    node: NodeId,
+    doc: String,
+    msg: Vec<u8>,
+    channel: ResponseChannel<Response>,
+}
+
+/// Events taken into one batch of received sync messages at most.
+const BATCH_EVENTS: usize = 256;
 
 /// Work finished by a spawned task, reported back to the coordinator.
 enum Internal {
@@ -257,6 +288,8 @@ struct Core {
     /// Peers with a fetch worker running.
     fetching: HashSet<PeerId>,
     rotate: usize,
+    /// Whole sync messages received, to apply in one batch.
+    incoming: Vec<Incoming>,
 }
 
 /// Refused sync messages in a row after which a peer is disconnected.
@@ -483,72 +516,79 @@ impl Core {
                     return Ok(());
                 }
                 let (_, msg) = self.partial.remove(&key).unwrap_or_default();
-                self.receive(peer, node, doc, msg, channel).await?;
+                // Applied with the other messages of the batch (see `apply_incoming`).
+                self.incoming.push(Incoming {
+                    peer,
+                    node,
+                    doc,
+                    msg,
+                    channel,
+                });
             }
         }
         Ok(())
     }
 
-    /// A whole sync message from `peer` about `doc`: check, store, acknowledge, then fetch
-    /// blobs and answer.
-    async fn receive(
-        &mut self,
-        peer: PeerId,
-        node: NodeId,
-        doc: String,
-        msg: Vec<u8>,
-        channel: ResponseChannel<Response>,
-    ) -> Result<(), DaemonError> {
-        let d = doc.clone();
-        let account_known = doc
-            .strip_prefix("acct/")
-            .map(|_| crate::model::AccountName::try_from(doc_account(&doc).unwrap_or_default()));
-        let (accept, known) = self
+    /// Applies the whole sync messages received since the last batch, with one durable
+    /// flush for all; then acknowledges each (or refuses it), fetches the blobs the new
+    /// changes lack, and answers with this node's next message.
+    async fn apply_incoming(&mut self) -> Result<(), DaemonError> {
+        let batch = std::mem::take(&mut self.incoming);
+        let msgs: Vec<(NodeId, String, Vec<u8>)> = batch
+            .iter()
+            .map(|i| (i.node, i.doc.clone(), i.msg.clone()))
+            .collect();
+        let n = msgs.len();
+        let verdicts = self
             .replica
-            .call(move |r| {
-                let known = match account_known {
-                    Some(Ok(a)) => r.has_account(&a).unwrap_or(false),
-                    _ => true,
-                };
-                (r.accepts_doc(&d), known)
-            })
+            .call(move |r| r.receive_from_peers(&msgs, now()))
             .await?;
-        if let Err(why) = accept? {
-            self.strike(peer);
-            tracing::warn!(%peer, %doc, "rejected a sync message: {why}");
-            self.net.respond(channel, Response::Rejected { why });
-            return Ok(());
+        tracing::debug!(messages = n, "applied a batch of sync messages");
+        let mut applied = false;
+        let mut pull = Vec::new();
+        for (inc, verdict) in batch.into_iter().zip(verdicts) {
+            let Incoming {
+                peer, doc, channel, ..
+            } = inc;
+            match verdict {
+                Received::Refused(why) => {
+                    self.strike(peer);
+                    tracing::warn!(%peer, %doc, "rejected a sync message: {why}");
+                    self.net.respond(channel, Response::Rejected { why });
+                }
+                Received::Failed(why) => {
+                    self.strike(peer);
+                    tracing::warn!(%peer, %doc, error = %why, "rejected a sync message");
+                    self.net.respond(channel, Response::Rejected { why });
+                }
+                Received::Applied {
+                    missing,
+                    new_account,
+                } => {
+                    applied = true;
+                    self.strikes.remove(&peer);
+                    self.net.respond(channel, Response::Ack);
+                    self.dirty = true;
+                    tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
+                    if !missing.is_empty() {
+                        self.fetch(peer, missing);
+                    }
+                    // The sync goes on while blobs come: automerge's protocol does not
+                    // need them, only delivery to the view does.
+                    self.poke(peer, doc);
+                    if new_account {
+                        // A new account: its mailboxes' segments can be synced now.
+                        pull.push(peer);
+                    }
+                }
+            }
         }
-        let d = doc.clone();
-        let res = self
-            .replica
-            .call(move |r| r.sync_receive(&node, &d, &msg, now()))
-            .await?;
-        match res {
-            Err(e) => {
-                self.strike(peer);
-                tracing::warn!(%peer, %doc, error = %e, "rejected a sync message");
-                self.net
-                    .respond(channel, Response::Rejected { why: e.to_string() });
-            }
-            Ok(missing) => {
-                self.strikes.remove(&peer);
-                self.net.respond(channel, Response::Ack);
-                self.dirty = true;
-                tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
-                if missing.is_empty() {
-                    self.renumber().await?;
-                } else {
-                    self.fetch(peer, missing);
-                }
-                // The sync goes on while blobs come: automerge's protocol does not need
-                // them, only delivery to the view does.
-                self.poke(peer, doc);
-                if !known {
-                    // A new account: its mailboxes' segments can be synced now.
-                    self.pull(peer).await?;
-                }
-            }
+        if applied {
+            self.renumber().await?;
+        }
+        pull.dedup();
+        for peer in pull {
+            self.pull(peer).await?;
         }
         Ok(())
     }

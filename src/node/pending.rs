@@ -1,0 +1,426 @@
+//! Remote changes waiting to reach the view, and their delivery in mailbox-causal order.
+//!
+//! The pending table in the store (`P<mailbox><change hash>` → document id) is the truth: a
+//! change is written there in the same transaction that stores it in its document, and
+//! deleted in the one that applies it to the view. Delivering used to rescan and decode a
+//! mailbox's whole pending table for every sync message and blob batch, which made an
+//! initial sync quadratic in the changes waiting. [`PendingIndex`] is an in-memory index of
+//! that table by what each change waits for:
+//! - the blobs it names that are not stored yet (counted per change; a stored blob wakes the
+//!   changes that named it);
+//! - otherwise, the first mailbox-clock entry it needs (`applied[node] ≥ c`), woken when
+//!   delivering a change of `node` makes that true;
+//! - otherwise it is ready, and ready changes are applied in (Lamport, node) order, so a
+//!   change always comes after the changes it depends on.
+//!
+//! The index is built from the table on first use (one scan) and is then kept in step with
+//! every transaction; a transaction that fails drops it, and the next use rebuilds it, so it
+//! never disagrees with what was committed.
+
+use super::replica::{parse_doc_id, DocKind, Replica};
+use super::NodeError;
+use crate::crdt::meta::ChangeMeta;
+use crate::crdt::segment::Segment;
+use crate::crdt::view::{self, MailboxMeta};
+use crate::model::{BlobId, MailboxId, NodeId};
+use crate::store::tables::key_pending;
+use crate::store::{StoreError, Tx};
+use automerge::ChangeHash;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Mailboxes delivered per transaction by [`Replica::deliver_all`]: bounds the documents a
+/// transaction holds open.
+const DELIVER_BATCH: usize = 32;
+
+/// The pending table, indexed by what each change waits for.
+#[derive(Default)]
+pub(crate) struct PendingIndex {
+    /// Built from the store (false: rebuild before use).
+    loaded: bool,
+    mbs: HashMap<MailboxId, Waiting>,
+    /// Blob → the waiting changes that name it and lack it.
+    by_blob: HashMap<BlobId, Vec<(MailboxId, ChangeHash)>>,
+    /// Blobs stored since the index last looked.
+    arrived: Vec<BlobId>,
+}
+
+/// The waiting changes of one mailbox.
+#[derive(Default)]
+struct Waiting {
+    items: HashMap<ChangeHash, Item>,
+    /// node → c → changes waiting until `applied[node] ≥ c`.
+    by_clock: HashMap<NodeId, BTreeMap<u64, Vec<ChangeHash>>>,
+    /// Changes with every blob, to check against the clock and apply, in Lamport order.
+    ready: BTreeSet<(u64, NodeId, ChangeHash)>,
+    /// Blobs this mailbox's changes lack, with how many changes lack each.
+    lacking: BTreeMap<BlobId, usize>,
+}
+
+struct Item {
+    cm: ChangeMeta,
+    doc: String,
+    /// Blobs of this change not stored yet.
+    lacking: usize,
+}
+
+impl PendingIndex {
+    /// Forgets everything: the next use rebuilds the index from the store.
+    pub(crate) fn reset(&mut self) {
+        *self = PendingIndex::default();
+    }
+
+    /// A blob was stored: the changes waiting for it may go on.
+    pub(crate) fn blob_stored(&mut self, id: &BlobId) {
+        if self.loaded && self.by_blob.contains_key(id) {
+            self.arrived.push(*id);
+        }
+    }
+
+    /// Changes waiting, and distinct blobs they lack (`None` before the index is built).
+    pub(crate) fn counts(&self) -> Option<(usize, usize)> {
+        self.loaded.then(|| {
+            let changes = self.mbs.values().map(|w| w.items.len()).sum();
+            (changes, self.by_blob.len())
+        })
+    }
+
+    /// Turns stored blobs into ready changes.
+    fn take_arrivals(&mut self) {
+        for b in std::mem::take(&mut self.arrived) {
+            let Some(waiters) = self.by_blob.remove(&b) else {
+                continue;
+            };
+            for (mb, h) in waiters {
+                let Some(w) = self.mbs.get_mut(&mb) else {
+                    continue;
+                };
+                if let Some(n) = w.lacking.get_mut(&b) {
+                    *n -= 1;
+                    if *n == 0 {
+                        w.lacking.remove(&b);
+                    }
+                }
+                if let Some(it) = w.items.get_mut(&h) {
+                    it.lacking -= 1;
+                    if it.lacking == 0 {
+                        // Checked against the clock when the mailbox is delivered.
+                        w.ready.insert((it.cm.lamport, it.cm.node, h));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Waiting {
+    /// Files a change with every blob under what it waits for now.
+    fn classify(&mut self, h: ChangeHash, applied: &crate::crdt::meta::VClock, causal: bool) {
+        let Some(it) = self.items.get(&h) else {
+            return;
+        };
+        let cm = &it.cm;
+        let have = |n: &NodeId| applied.get(n).copied().unwrap_or(0);
+        let wait = if !causal || cm.already_applied(applied) {
+            None
+        } else if have(&cm.node) + 1 < cm.seq() {
+            Some((cm.node, cm.seq() - 1))
+        } else {
+            cm.clock
+                .iter()
+                .find(|(n, &c)| **n != cm.node && c > have(n))
+                .map(|(n, &c)| (*n, c))
+        };
+        match wait {
+            Some((n, c)) => self
+                .by_clock
+                .entry(n)
+                .or_default()
+                .entry(c)
+                .or_default()
+                .push(h),
+            None => {
+                self.ready.insert((cm.lamport, cm.node, h));
+            }
+        }
+    }
+
+    /// Re-files the changes whose clock wait `applied` now satisfies.
+    fn wake(&mut self, applied: &crate::crdt::meta::VClock, causal: bool) {
+        let mut woken = Vec::new();
+        self.by_clock.retain(|n, waits| {
+            let have = applied.get(n).copied().unwrap_or(0);
+            let later = waits.split_off(&(have + 1));
+            for (_, hs) in std::mem::replace(waits, later) {
+                woken.extend(hs);
+            }
+            !waits.is_empty()
+        });
+        for h in woken {
+            self.classify(h, applied, causal);
+        }
+    }
+}
+
+impl Replica {
+    /// Builds the pending index from the store, once. Called outside any transaction (it
+    /// drops the open documents it loaded).
+    pub(crate) fn ensure_pending(&mut self) -> Result<(), NodeError> {
+        if self.pending.loaded {
+            return Ok(());
+        }
+        self.pending.reset();
+        let mut rows: Vec<(MailboxId, ChangeHash, String)> = Vec::new();
+        let mut bad = None;
+        self.kv.scan(b"P", &mut |k, v| {
+            let mb = MailboxId::from_slice(k.get(1..17).unwrap_or_default());
+            let h = k.get(17..49).and_then(|b| <[u8; 32]>::try_from(b).ok());
+            match (mb, h) {
+                (Some(mb), Some(h)) => {
+                    rows.push((mb, ChangeHash(h), String::from_utf8_lossy(v).into_owned()))
+                }
+                _ => {
+                    bad = Some(k.to_vec());
+                    return false;
+                }
+            }
+            true
+        })?;
+        if let Some(k) = bad {
+            return Err(StoreError::Corrupt {
+                key: hex::encode(k),
+                why: "bad pending key".into(),
+            }
+            .into());
+        }
+        self.pending.loaded = true;
+        let kv = std::sync::Arc::clone(&self.kv);
+        let mut start = 0;
+        while start < rows.len() {
+            // One read-only transaction per mailbox: nothing is written while loading but
+            // the deletion of entries that can never apply, committed below.
+            let mb = rows[start].0;
+            let end = rows[start..]
+                .iter()
+                .position(|r| r.0 != mb)
+                .map_or(rows.len(), |p| start + p);
+            let mut tx = Tx::new(kv.as_ref());
+            let applied = tx
+                .mailbox_meta(&mb)?
+                .unwrap_or_else(MailboxMeta::new)
+                .applied;
+            for (_, h, doc) in &rows[start..end] {
+                self.index_change(&mut tx, &mb, *h, doc, &applied)?;
+            }
+            tx.commit()?;
+            self.close_docs();
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Adds a change of the pending table to the index. A change that cannot be read (its
+    /// document or its dovetail metadata missing) leaves the table in `tx`.
+    pub(crate) fn index_change(
+        &mut self,
+        tx: &mut Tx<'_>,
+        mb: &MailboxId,
+        h: ChangeHash,
+        doc: &str,
+        applied: &crate::crdt::meta::VClock,
+    ) -> Result<(), NodeError> {
+        let cm = match self.doc(tx, doc, false)? {
+            Some((am, _)) => match am.get_change_by_hash(&h) {
+                Some(change) => change.message().map(ChangeMeta::decode),
+                None => None,
+            },
+            None => None,
+        };
+        let cm = match cm {
+            Some(Ok(cm)) => cm,
+            other => {
+                tracing::warn!(doc = %doc, change = %h, ?other, "ignoring a change without dovetail metadata");
+                tx.delete(key_pending(mb, &h));
+                return Ok(());
+            }
+        };
+        if cm.already_applied(applied) {
+            tx.delete(key_pending(mb, &h));
+            return Ok(());
+        }
+        let w = self.pending.mbs.entry(*mb).or_default();
+        if w.items.contains_key(&h) {
+            return Ok(());
+        }
+        let mut lacking = 0;
+        for b in &cm.blobs {
+            if matches!(self.kv.blob_has(b.as_bytes()), Ok(true)) {
+                continue;
+            }
+            lacking += 1;
+            *w.lacking.entry(*b).or_default() += 1;
+            self.pending.by_blob.entry(*b).or_default().push((*mb, h));
+        }
+        w.items.insert(
+            h,
+            Item {
+                cm,
+                doc: doc.to_string(),
+                lacking,
+            },
+        );
+        if lacking == 0 {
+            w.classify(h, applied, self.opts.causal_delivery);
+        }
+        Ok(())
+    }
+
+    /// Records changes just stored in `doc` as pending for mailbox `mb` and delivers what it
+    /// can. Returns the blobs the new changes lack.
+    pub(crate) fn receive_pending(
+        &mut self,
+        tx: &mut Tx<'_>,
+        mb: &MailboxId,
+        doc: &str,
+        new: &[ChangeHash],
+        now: i64,
+    ) -> Result<Vec<BlobId>, NodeError> {
+        let applied = tx
+            .mailbox_meta(mb)?
+            .unwrap_or_else(MailboxMeta::new)
+            .applied;
+        for h in new {
+            tx.put_raw(key_pending(mb, h), doc.as_bytes().to_vec());
+            self.index_change(tx, mb, *h, doc, &applied)?;
+        }
+        self.deliver(tx, mb, now)?;
+        let mut missing = Vec::new();
+        if let Some(w) = self.pending.mbs.get(mb) {
+            for h in new {
+                if let Some(it) = w.items.get(h) {
+                    missing.extend(
+                        it.cm
+                            .blobs
+                            .iter()
+                            .filter(|b| w.lacking.contains_key(b))
+                            .copied(),
+                    );
+                }
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        Ok(missing)
+    }
+
+    /// Applies every pending change that can be applied now (after blobs arrived). Returns
+    /// every blob the changes still waiting lack.
+    pub fn deliver_all(&mut self, now: i64) -> Result<Vec<BlobId>, NodeError> {
+        self.ensure_pending()?;
+        self.pending.take_arrivals();
+        // Mailboxes with a change ready or waiting on the clock (a local write may have
+        // moved it); those only waiting for blobs have nothing to do.
+        let work: Vec<MailboxId> = self
+            .pending
+            .mbs
+            .iter()
+            .filter(|(_, w)| !w.ready.is_empty() || !w.by_clock.is_empty())
+            .map(|(mb, _)| *mb)
+            .collect();
+        for chunk in work.chunks(DELIVER_BATCH) {
+            self.write(|r, tx| {
+                for mb in chunk {
+                    r.deliver(tx, mb, now)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(self.pending.by_blob.keys().copied().collect())
+    }
+
+    /// Applies the pending changes of a mailbox that can be applied, in causal order.
+    pub(crate) fn deliver(
+        &mut self,
+        tx: &mut Tx<'_>,
+        mb: &MailboxId,
+        now: i64,
+    ) -> Result<(), NodeError> {
+        self.pending.take_arrivals();
+        let causal = self.opts.causal_delivery;
+        let Some(mut w) = self.pending.mbs.remove(mb) else {
+            return Ok(());
+        };
+        let res = self.deliver_waiting(tx, mb, &mut w, causal, now);
+        if !w.items.is_empty() {
+            self.pending.mbs.insert(*mb, w);
+        }
+        res
+    }
+
+    fn deliver_waiting(
+        &mut self,
+        tx: &mut Tx<'_>,
+        mb: &MailboxId,
+        w: &mut Waiting,
+        causal: bool,
+        now: i64,
+    ) -> Result<(), NodeError> {
+        let mut meta = tx.mailbox_meta(mb)?.unwrap_or_else(MailboxMeta::new);
+        w.wake(&meta.applied, causal);
+        let mut changed = false;
+        while let Some((_, _, h)) = w.ready.pop_first() {
+            let Some(it) = w.items.get(&h) else {
+                continue;
+            };
+            if it.cm.already_applied(&meta.applied) {
+                w.items.remove(&h);
+                tx.delete(key_pending(mb, &h));
+                continue;
+            }
+            if causal && !it.cm.deliverable(&meta.applied) {
+                w.classify(h, &meta.applied, causal);
+                continue;
+            }
+            let Item { cm, doc, .. } = w.items.remove(&h).expect("present above");
+            if cm.node == self.node && !self.replaying {
+                // Our own writer made this change and we never applied it: this data dir
+                // went back in time (restored from a backup or a snapshot).
+                tracing::warn!(doc = %doc, change = %h, "received a change of our own writer that this data dir does not have: it was restored; switching writer");
+                self.rewound = true;
+            }
+            let Some(DocKind::Segment(_, seg)) = parse_doc_id(&doc) else {
+                tx.delete(key_pending(mb, &h));
+                continue;
+            };
+            let node = self.node;
+            let Some((am, _)) = self.doc(tx, &doc, false)? else {
+                continue;
+            };
+            let Some(change) = am.get_change_by_hash(&h) else {
+                continue;
+            };
+            let s = Segment::from_doc(std::mem::take(am), &node, seg);
+            let facts = s.facts_of(&change, &cm);
+            *am = s.doc;
+            match facts {
+                Ok(facts) => {
+                    let events = view::apply_facts(&mut tx.view(*mb), &mut meta, &facts, now)?;
+                    self.stage_events(mb, events, true);
+                }
+                Err(e) => {
+                    // Every node skips the same malformed change, so views still agree.
+                    tracing::warn!(doc = %doc, change = %h, error = %e, "skipping a malformed change");
+                }
+            }
+            meta.applied.insert(cm.node, cm.seq());
+            meta.lamport = meta.lamport.max(cm.lamport);
+            tx.delete(key_pending(mb, &h));
+            changed = true;
+            // Changes that waited for this one.
+            w.wake(&meta.applied, causal);
+        }
+        if changed {
+            tx.put_mailbox_meta(mb, &meta);
+        }
+        Ok(())
+    }
+}
