@@ -226,6 +226,12 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Cmd::Node(args) => return super::node::run_node(&cli, args),
         Cmd::Keygen { file } => return super::node::keygen(file),
         Cmd::Demo(args) => return super::demo::run(args),
+        Cmd::Watch => {
+            return Err(CliError::Remote(format!(
+                "no node runs on {}: `dovetail watch` follows a running node (start one with `dovetail node`)",
+                cli.data_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default()
+            )))
+        }
     }
     Ok(0)
 }

@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod node;
 mod remote;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -143,6 +144,9 @@ pub enum Cmd {
     Keygen { file: PathBuf },
     /// Start local nodes, write concurrently, cut one off, add one, prove convergence.
     Demo(demo::DemoArgs),
+    /// Follow what a running node shows: a line per message shown, hidden or re-flagged,
+    /// from local writes and peers' changes, until Ctrl-C.
+    Watch,
 }
 
 #[derive(clap::Args, Debug)]

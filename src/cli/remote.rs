@@ -121,6 +121,16 @@ pub fn try_remote(cli: &Cli) -> Result<Option<i32>, CliError> {
         Cmd::Status { account } => ControlRequest::Status {
             account: account.clone(),
         },
+        Cmd::Fetch {
+            account,
+            mailbox,
+            uid,
+        } => ControlRequest::Fetch {
+            account: account.clone(),
+            mailbox: mailbox.clone(),
+            uid: uid.clone(),
+        },
+        Cmd::Watch => return super::watch::watch(cli, dir).map(Some),
         _ => return Ok(None),
     };
     let resp = send(dir, &req)?;
@@ -145,7 +155,14 @@ fn print(cli: &Cli, req: &ControlRequest, resp: ControlResponse) -> Result<(), C
                 print_json(json!({ "uidvalidity": uv }));
             }
         }
-        (ControlRequest::Status { account }, ControlResponse::Status { mailboxes, peers }) => {
+        (
+            ControlRequest::Status { account },
+            ControlResponse::Status {
+                mailboxes,
+                peers,
+                sync,
+            },
+        ) => {
             let mailbox_list = matches!(&cli.cmd, Cmd::Mailbox { .. });
             if cli.json {
                 // `status` without an account adds the peers; the other forms print what
@@ -153,7 +170,7 @@ fn print(cli: &Cli, req: &ControlRequest, resp: ControlResponse) -> Result<(), C
                 if mailbox_list || account.is_some() {
                     print_json(json!(mailboxes));
                 } else {
-                    print_json(json!({ "mailboxes": mailboxes, "peers": peers }));
+                    print_json(json!({ "mailboxes": mailboxes, "peers": peers, "sync": sync }));
                 }
             } else if mailbox_list {
                 for s in mailboxes {
@@ -165,6 +182,16 @@ fn print(cli: &Cli, req: &ControlRequest, resp: ControlResponse) -> Result<(), C
                     println!(
                         "{} {} {} {} {} {} {}",
                         s.account, s.name, s.uidvalidity, s.uidnext, s.messages, s.unseen, s.digest
+                    );
+                }
+                if account.is_none() {
+                    println!(
+                        "SYNC documents-behind {} changes-waiting {} blobs-missing {} blobs-fetched {} bytes-fetched {}",
+                        sync.documents_behind,
+                        sync.changes_waiting,
+                        sync.blobs_missing,
+                        sync.blobs_fetched,
+                        sync.blob_bytes_fetched
                     );
                 }
                 println!("PEERS {}", peers.len());
@@ -228,6 +255,14 @@ fn print(cli: &Cli, req: &ControlRequest, resp: ControlResponse) -> Result<(), C
                     println!("{a} {b}");
                 }
             }
+        }
+        (_, ControlResponse::Message(bytes)) => {
+            // Raw bytes, not text: a message need not be UTF-8.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)
+                .and_then(|()| out.flush())
+                .map_err(CliError::Stdout)?;
         }
         (_, other) => return Err(unexpected(other)),
     }

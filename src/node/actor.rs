@@ -2,8 +2,8 @@
 //! writer at a time is what its transactions assume); async tasks send it jobs and await
 //! the answers.
 
-use super::Replica;
-use tokio::sync::{mpsc, oneshot};
+use super::{MailboxEvent, Replica};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 type Job = Box<dyn FnOnce(&mut Replica) + Send>;
 
@@ -11,7 +11,12 @@ type Job = Box<dyn FnOnce(&mut Replica) + Send>;
 #[derive(Clone)]
 pub struct ReplicaHandle {
     tx: mpsc::UnboundedSender<Job>,
+    events: broadcast::Sender<MailboxEvent>,
 }
+
+/// View events buffered per subscriber; one that falls further behind is told how many it
+/// missed (`RecvError::Lagged`) and must reread the mailbox.
+const EVENT_BUFFER: usize = 16_384;
 
 /// The replica thread has stopped (it panicked, or the node is shutting down).
 #[derive(Debug, thiserror::Error)]
@@ -22,11 +27,18 @@ impl ReplicaHandle {
     /// Moves `r` to a new thread that runs jobs in order until every handle is dropped.
     pub fn spawn(mut r: Replica) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let publish = events.clone();
+        r.keep_events(true);
         let join = std::thread::Builder::new()
             .name("replica".into())
             .spawn(move || {
                 while let Some(job) = rx.blocking_recv() {
                     job(&mut r);
+                    for e in r.take_events() {
+                        // No subscriber is fine: nobody is watching.
+                        let _ = publish.send(e);
+                    }
                 }
                 // Every write was flushed before it was acknowledged; this last flush only
                 // covers blobs stored without a later batch.
@@ -35,7 +47,13 @@ impl ReplicaHandle {
                 }
             })
             .expect("spawn the replica thread");
-        (ReplicaHandle { tx }, join)
+        (ReplicaHandle { tx, events }, join)
+    }
+
+    /// View events (shown, hidden, flags; local writes and peers' changes alike) committed
+    /// from now on, in commit order: what IMAP IDLE and `dovetail watch` follow.
+    pub fn subscribe(&self) -> broadcast::Receiver<MailboxEvent> {
+        self.events.subscribe()
     }
 
     /// Runs `f` on the replica thread and returns its result.

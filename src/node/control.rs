@@ -76,6 +76,60 @@ pub enum ControlRequest {
         to: String,
         remove: bool,
     },
+    /// The raw message at a UID.
+    Fetch {
+        account: String,
+        mailbox: String,
+        uid: String,
+    },
+    /// Streams view events ([`ControlResponse::Event`]) until the client goes away.
+    Watch,
+}
+
+/// One view event as `dovetail watch` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventOut {
+    pub mailbox_id: String,
+    /// `shown`, `hidden` or `flags`.
+    pub kind: String,
+    pub uid: u32,
+    pub guid: String,
+    /// Made by a change received from a peer (false: a write on this node).
+    pub remote: bool,
+}
+
+impl EventOut {
+    fn of(e: &super::MailboxEvent) -> EventOut {
+        use crate::crdt::view::ViewEvent;
+        let (kind, uid, guid) = match &e.event {
+            ViewEvent::Shown { uid, guid } => ("shown", uid, guid),
+            ViewEvent::Hidden { uid, guid } => ("hidden", uid, guid),
+            ViewEvent::Flags { uid, guid } => ("flags", uid, guid),
+        };
+        EventOut {
+            mailbox_id: e.mailbox.to_string(),
+            kind: kind.into(),
+            uid: uid.get(),
+            guid: guid.to_hex(),
+            remote: e.remote,
+        }
+    }
+}
+
+/// How far this node is in receiving what its peers have (the initial sync of a new node
+/// shows here).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    /// Documents whose heads differed from a peer's at the last comparison, summed over
+    /// peers.
+    pub documents_behind: u64,
+    /// Received changes waiting for a blob or an earlier change.
+    pub changes_waiting: u64,
+    /// Distinct blobs those changes still lack.
+    pub blobs_missing: u64,
+    /// Blobs fetched from peers since the node started, and their bytes.
+    pub blobs_fetched: u64,
+    pub blob_bytes_fetched: u64,
 }
 
 /// A message to append: its name (for errors), bytes and internal date.
@@ -135,12 +189,17 @@ pub enum ControlResponse {
     Status {
         mailboxes: Vec<StatusRow>,
         peers: Vec<PeerRow>,
+        sync: SyncProgress,
     },
     Rows(Vec<RowOut>),
     Appended(Vec<(u32, String)>),
     Flags(Vec<(u32, Vec<String>)>),
     Uids(Vec<u32>),
     Copied(Vec<(u32, u32)>),
+    Message(#[serde(with = "serde_bytes")] Vec<u8>),
+    Event(EventOut),
+    /// The watcher fell behind and this many events were dropped: reread the mailboxes.
+    Lagged(u64),
 }
 
 /// Errors talking to a control socket.
@@ -223,10 +282,29 @@ fn execute(r: &mut Replica, req: ControlRequest, now: i64) -> Result<ControlResp
             r.delete_mailbox(&acct(&account)?, &mbox(&name)?, now)?;
             ControlResponse::Done
         }
-        ControlRequest::Status { account } => ControlResponse::Status {
-            mailboxes: statuses(r, account.as_deref())?,
-            peers: Vec::new(),
-        },
+        ControlRequest::Status { account } => {
+            let (waiting, missing) = r.pending_counts().unwrap_or((0, 0));
+            ControlResponse::Status {
+                mailboxes: statuses(r, account.as_deref())?,
+                peers: Vec::new(),
+                sync: SyncProgress {
+                    changes_waiting: waiting as u64,
+                    blobs_missing: missing as u64,
+                    ..SyncProgress::default()
+                },
+            }
+        }
+        ControlRequest::Fetch {
+            account,
+            mailbox,
+            uid,
+        } => ControlResponse::Message(r.fetch(
+            &acct(&account)?,
+            &mbox(&mailbox)?,
+            Uid::try_from(uid.as_str())?,
+        )?),
+        // Served by `serve` itself, never sent to the replica.
+        ControlRequest::Watch => ControlResponse::Error("watch is a stream".into()),
         ControlRequest::List { account, mailbox } => ControlResponse::Rows(
             r.list(&acct(&account)?, &mbox(&mailbox)?)?
                 .iter()
@@ -320,6 +398,8 @@ fn is_read(req: &ControlRequest) -> bool {
             | ControlRequest::Status { .. }
             | ControlRequest::List { .. }
             | ControlRequest::Rows { .. }
+            | ControlRequest::Fetch { .. }
+            | ControlRequest::Watch
     )
 }
 
@@ -351,6 +431,7 @@ pub async fn serve(
     replica: ReplicaHandle,
     net: Client,
     behind: super::daemon::Behind,
+    counters: std::sync::Arc<super::daemon::Counters>,
     changed: mpsc::UnboundedSender<()>,
 ) -> Result<(), ControlError> {
     let err = |why: String| ControlError::Io {
@@ -363,6 +444,7 @@ pub async fn serve(
         let net = net.clone();
         let changed = changed.clone();
         let behind = behind.clone();
+        let counters = counters.clone();
         tokio::spawn(async move {
             let req: ControlRequest = match read_async(&mut sock).await {
                 Ok(r) => r,
@@ -373,6 +455,10 @@ pub async fn serve(
                     return;
                 }
             };
+            if matches!(req, ControlRequest::Watch) {
+                watch(sock, replica.subscribe()).await;
+                return;
+            }
             let read = is_read(&req);
             let status = matches!(req, ControlRequest::Status { .. });
             let now = super::daemon::now();
@@ -381,8 +467,17 @@ pub async fn serve(
                 Ok(Err(e)) => ControlResponse::Error(e.to_string()),
                 Err(e) => ControlResponse::Error(e.to_string()),
             };
-            if let ControlResponse::Status { peers, .. } = &mut resp {
+            if let ControlResponse::Status { peers, sync, .. } = &mut resp {
                 if status {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    sync.blobs_fetched = counters.blobs.load(Relaxed);
+                    sync.blob_bytes_fetched = counters.bytes.load(Relaxed);
+                    sync.documents_behind = behind
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .values()
+                        .map(|&n| n as u64)
+                        .sum();
                     *peers = net
                         .peers()
                         .await
@@ -412,6 +507,24 @@ pub async fn serve(
                 tracing::debug!(error = %e, "control client went away");
             }
         });
+    }
+}
+
+/// Streams view events to a `watch` client until it goes away.
+async fn watch(
+    mut sock: tokio::net::UnixStream,
+    mut events: tokio::sync::broadcast::Receiver<super::MailboxEvent>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let resp = match events.recv().await {
+            Ok(e) => ControlResponse::Event(EventOut::of(&e)),
+            Err(RecvError::Lagged(n)) => ControlResponse::Lagged(n),
+            Err(RecvError::Closed) => return,
+        };
+        if write_async(&mut sock, &resp).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -445,6 +558,28 @@ pub fn running(dir: &Path) -> bool {
 
 /// Sends one request to the node running on `dir`. `Ok(None)` when no node runs there.
 pub fn call(dir: &Path, req: &ControlRequest) -> Result<Option<ControlResponse>, ControlError> {
+    let mut answer = None;
+    let ran = stream(dir, req, &mut |r| {
+        answer = Some(r);
+        false
+    })?;
+    if !ran {
+        return Ok(None);
+    }
+    answer.map(Some).ok_or_else(|| ControlError::Io {
+        path: dir.join(SOCKET).display().to_string(),
+        why: "the node closed the connection without an answer".into(),
+    })
+}
+
+/// Sends one request to the node running on `dir` and passes each answer frame to `f`
+/// until it returns false or the node closes the connection (`watch` streams). `Ok(false)`
+/// when no node runs there.
+pub fn stream(
+    dir: &Path,
+    req: &ControlRequest,
+    f: &mut dyn FnMut(ControlResponse) -> bool,
+) -> Result<bool, ControlError> {
     let path = dir.join(SOCKET);
     let err = |why: String| ControlError::Io {
         path: path.display().to_string(),
@@ -452,21 +587,28 @@ pub fn call(dir: &Path, req: &ControlRequest) -> Result<Option<ControlResponse>,
     };
     let mut s = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
-        Err(_) => return Ok(None),
+        Err(_) => return Ok(false),
     };
     let buf = postcard::to_stdvec(req).map_err(|e| err(e.to_string()))?;
     s.write_all(&(buf.len() as u32).to_be_bytes())
         .and_then(|_| s.write_all(&buf))
         .map_err(|e| err(e.to_string()))?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).map_err(|e| err(e.to_string()))?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_CONTROL_FRAME {
-        return Err(err("answer too large".into()));
+    loop {
+        let mut len = [0u8; 4];
+        match s.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(true),
+            Err(e) => return Err(err(e.to_string())),
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_CONTROL_FRAME {
+            return Err(err("answer too large".into()));
+        }
+        let mut buf = vec![0u8; len];
+        s.read_exact(&mut buf).map_err(|e| err(e.to_string()))?;
+        let resp = postcard::from_bytes(&buf).map_err(|e| err(e.to_string()))?;
+        if !f(resp) {
+            return Ok(true);
+        }
     }
-    let mut buf = vec![0u8; len];
-    s.read_exact(&mut buf).map_err(|e| err(e.to_string()))?;
-    postcard::from_bytes(&buf)
-        .map(Some)
-        .map_err(|e| err(e.to_string()))
 }

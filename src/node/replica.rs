@@ -122,6 +122,9 @@ pub struct Replica {
     /// View events of the running transaction, and of committed ones not yet taken.
     staged: Vec<MailboxEvent>,
     events: Vec<MailboxEvent>,
+    /// Whether view events are kept (a running node publishes them; the offline CLI does
+    /// not need them).
+    keep_events: bool,
 }
 
 /// View events kept for [`Replica::take_events`] at most (older ones are dropped: a reader
@@ -192,6 +195,7 @@ impl Replica {
             pending: Default::default(),
             staged: Vec::new(),
             events: Vec::new(),
+            keep_events: false,
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -449,7 +453,9 @@ impl Replica {
         meta.applied.insert(self.node, seq);
         meta.lamport = cm.lamport;
         let events = view::apply_facts(&mut tx.view(*mb), meta, &facts, now)?;
-        self.stage_events(mb, events.clone(), false);
+        if self.keep_events {
+            self.stage_events(mb, events.clone(), false);
+        }
         Ok(events)
     }
 
@@ -569,12 +575,23 @@ impl Replica {
     /// Queues view events of mailbox `mb` made by the running transaction (`remote`: by a
     /// peer's change); they are published once it commits.
     pub(crate) fn stage_events(&mut self, mb: &MailboxId, events: Vec<ViewEvent>, remote: bool) {
+        if !self.keep_events {
+            return;
+        }
         self.staged
             .extend(events.into_iter().map(|event| MailboxEvent {
                 mailbox: *mb,
                 event,
                 remote,
             }));
+    }
+
+    /// Keeps view events for [`Replica::take_events`] from now on (or stops).
+    pub fn keep_events(&mut self, on: bool) {
+        self.keep_events = on;
+        if !on {
+            self.events.clear();
+        }
     }
 
     /// The view events committed since the last call, oldest first.

@@ -59,6 +59,7 @@ pub(super) fn blobs_answer(r: &Replica, ids: &[[u8; 32]]) -> Result<Response, No
 pub(super) async fn fetch_blobs(
     net: &Client,
     replica: &ReplicaHandle,
+    counters: &super::Counters,
     peer: PeerId,
     ids: &[BlobId],
     max: u64,
@@ -85,7 +86,7 @@ pub(super) async fn fetch_blobs(
             answered.insert(*id);
             let id = BlobId(*id);
             if let Some(bytes) = fetch_blob(net, peer, &id, max).await? {
-                found_store(replica, peer, vec![BlobBytes { id: id.0, bytes }]).await?;
+                found_store(replica, counters, peer, vec![BlobBytes { id: id.0, bytes }]).await?;
             }
         }
         answered.extend(found.iter().map(|b| b.id));
@@ -93,7 +94,7 @@ pub(super) async fn fetch_blobs(
             break;
         }
         let n = found.len();
-        found_store(replica, peer, found).await?;
+        found_store(replica, counters, peer, found).await?;
         rest.retain(|b| !answered.contains(&b.0));
         tracing::debug!(%peer, blobs = n, left = rest.len(), "blobs fetched");
     }
@@ -105,9 +106,15 @@ pub(super) async fn fetch_blobs(
 
 pub(super) async fn found_store(
     replica: &ReplicaHandle,
+    counters: &super::Counters,
     peer: PeerId,
     found: Vec<BlobBytes>,
 ) -> Result<(), DaemonError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    counters.blobs.fetch_add(found.len() as u64, Relaxed);
+    counters
+        .bytes
+        .fetch_add(found.iter().map(|b| b.bytes.len() as u64).sum(), Relaxed);
     let bad = replica
         .call(move |r| -> Result<usize, NodeError> {
             let mut bad = 0;

@@ -92,6 +92,13 @@ pub(crate) fn now() -> i64 {
 /// `status` reports as "behind" (0 once in sync).
 pub type Behind = std::sync::Arc<std::sync::Mutex<HashMap<PeerId, usize>>>;
 
+/// Blobs fetched from peers since the node started, and their bytes (for `status`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub blobs: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
 /// The file, in the data dir, where a running node writes its listen addresses.
 pub const ADDRS_FILE: &str = "node.addrs";
 
@@ -129,6 +136,7 @@ async fn serve(
     let _ = std::fs::remove_file(&addrs_file);
     let (itx, mut irx) = mpsc::unbounded_channel();
     let behind = Behind::default();
+    let counters = std::sync::Arc::new(Counters::default());
     let mut core = Core {
         replica: replica.clone(),
         net: client.clone(),
@@ -146,6 +154,9 @@ async fn serve(
         max_blob: cfg.options.max_message_size,
         strikes: HashMap::new(),
         behind: behind.clone(),
+        counters: counters.clone(),
+        progress_logged: (0, 0, 0),
+        progress_at: std::time::Instant::now(),
         want: HashMap::new(),
         asked: HashSet::new(),
         fetching: HashSet::new(),
@@ -158,8 +169,11 @@ async fn serve(
         super::control::bind(&cfg.data_dir).map_err(|e| DaemonError::Io(e.to_string()))?;
     let control = tokio::spawn({
         let (replica, client, behind) = (replica.clone(), client.clone(), behind.clone());
+        let counters = counters.clone();
         async move {
-            if let Err(e) = super::control::serve(listener, replica, client, behind, ctx).await {
+            if let Err(e) =
+                super::control::serve(listener, replica, client, behind, counters, ctx).await
+            {
                 tracing::error!(error = %e, "the control socket failed");
             }
         }
@@ -281,6 +295,10 @@ struct Core {
     /// Refused sync messages per peer since its last good one.
     strikes: HashMap<PeerId, u32>,
     behind: Behind,
+    counters: std::sync::Arc<Counters>,
+    /// (changes waiting, blobs missing, blobs fetched) as last logged, and when.
+    progress_logged: (usize, usize, u64),
+    progress_at: std::time::Instant,
     /// Blobs to fetch, per peer that named them.
     want: HashMap<PeerId, BTreeSet<BlobId>>,
     /// Blobs being fetched (by any peer's worker).
@@ -621,8 +639,9 @@ impl Core {
         let replica = self.replica.clone();
         let internal = self.internal.clone();
         let max = self.max_blob;
+        let counters = self.counters.clone();
         tokio::spawn(async move {
-            let res = fetch_blobs(&net, &replica, peer, &ids, max).await;
+            let res = fetch_blobs(&net, &replica, &counters, peer, &ids, max).await;
             if let Err(e) = &res {
                 tracing::warn!(%peer, error = %e, "blob fetch failed");
             }
@@ -760,11 +779,48 @@ impl Core {
         Ok(())
     }
 
+    /// Logs how much received data still waits (an initial sync's progress), at most every
+    /// 5 seconds and only when it changed.
+    async fn log_progress(&mut self) -> Result<(), DaemonError> {
+        let (waiting, missing) = self
+            .replica
+            .call(|r| r.pending_counts())
+            .await?
+            .unwrap_or((0, 0));
+        use std::sync::atomic::Ordering::Relaxed;
+        let blobs = self.counters.blobs.load(Relaxed);
+        let bytes = self.counters.bytes.load(Relaxed);
+        if (waiting, missing, blobs) == self.progress_logged
+            || self.progress_at.elapsed() < Duration::from_secs(5) && waiting > 0
+        {
+            return Ok(());
+        }
+        if waiting == 0 {
+            tracing::info!(
+                blobs_fetched = blobs,
+                bytes_fetched = bytes,
+                "every received change is delivered"
+            );
+        } else {
+            tracing::info!(
+                changes_waiting = waiting,
+                blobs_missing = missing,
+                blobs_fetched = blobs,
+                bytes_fetched = bytes,
+                "sync progress"
+            );
+        }
+        self.progress_logged = (waiting, missing, blobs);
+        self.progress_at = std::time::Instant::now();
+        Ok(())
+    }
+
     async fn tick(&mut self) -> Result<(), DaemonError> {
         self.renumber().await?;
         // Changes still waiting for blobs (a fetch failed, or the sender lacked them):
         // ask any peer.
         let missing = self.replica.call(|r| r.deliver_all(now())).await??;
+        self.log_progress().await?;
         if !missing.is_empty() && self.fetching.is_empty() {
             // Rotate through the peers, so a peer that lacks a blob does not stall it.
             let peers: Vec<PeerId> = self.peers.keys().copied().collect();
