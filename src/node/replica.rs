@@ -125,6 +125,9 @@ pub struct Replica {
     /// Whether view events are kept (a running node publishes them; the offline CLI does
     /// not need them).
     keep_events: bool,
+    /// Documents saved since [`Replica::take_touched_heads`] (kept with the events: only a
+    /// running node asks).
+    touched: std::collections::BTreeSet<String>,
 }
 
 /// View events kept for [`Replica::take_events`] at most (older ones are dropped: a reader
@@ -196,6 +199,7 @@ impl Replica {
             staged: Vec::new(),
             events: Vec::new(),
             keep_events: false,
+            touched: Default::default(),
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -310,7 +314,23 @@ impl Replica {
     pub(crate) fn save(&mut self, tx: &mut Tx<'_>, id: &str) {
         if let Some((am, meta)) = self.docs.get_mut(id) {
             tx.save_doc(id, am, meta);
+            if self.keep_events {
+                self.touched.insert(id.to_string());
+            }
         }
+    }
+
+    /// The heads of the documents saved since the last call (a running node announces
+    /// them without rereading every document's heads).
+    pub fn take_touched_heads(&mut self) -> Result<DocHeads, NodeError> {
+        let mut out = Vec::new();
+        for doc in std::mem::take(&mut self.touched) {
+            if let Some(v) = self.kv.get(&tables::key_doc_meta(&doc))? {
+                let m: DocMeta = tables::decode(&tables::key_doc_meta(&doc), &v)?;
+                out.push((doc, m.heads));
+            }
+        }
+        Ok(out)
     }
 
     /// Drops cached documents to bound memory (they are reloaded on demand).

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# What the cluster benchmarks need besides Rust: Dovecot (for the dsync comparison) and an
+# unprivileged user its mail processes run as. Idempotent.
+set -euo pipefail
+if ! command -v doveadm >/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-core
+fi
+# Debian starts a system-wide Dovecot on install; the bench runs its own instances.
+(systemctl stop dovecot 2>/dev/null || service dovecot stop 2>/dev/null || true) >/dev/null
+id dsyncbench >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin dsyncbench
+echo "bench deps ready: dovecot $(dovecot --version)"
