@@ -3,10 +3,10 @@
 //! announcements.
 //!
 //! How documents travel (the same steps as the offline sync in [`super::offline`]):
-//! - On connection, and every [`DaemonConfig::anti_entropy`], a node sends each peer the
-//!   hash of its sorted (document, heads) summary; if the hashes differ it pages through the
-//!   peer's summary and pokes the documents whose heads differ. A reconnect where nothing
-//!   changed costs one round trip.
+//! - On connection, and every [`DaemonConfig::anti_entropy`], a node compares its
+//!   (document, heads) summary with each peer's by range-based reconciliation ([`recon`])
+//!   and pokes the documents whose heads differ. A reconnect where nothing changed costs one
+//!   round trip; otherwise the cost grows with the differences, not the documents.
 //! - A local or received change makes the node announce (document, heads) over gossipsub;
 //!   a peer whose heads differ pokes that document with the announcer.
 //! - Poking (peer, doc) generates the next automerge sync message and sends it in parts;
@@ -20,6 +20,7 @@
 //! with the peer) before anything is stored.
 
 mod exchange;
+pub mod recon;
 
 pub use exchange::peers;
 use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
@@ -27,14 +28,15 @@ use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
 use super::actor::{ActorStopped, ReplicaHandle};
 use super::{doc_account, NodeError, Options, Replica};
 use crate::model::{BlobId, NodeId};
-use crate::net::protocol::{self, Announce, BlobBytes, Request, Response, CHUNK, LIST_PAGE};
+use crate::net::protocol::{self, Announce, BlobBytes, ReconAnswer, Request, Response, CHUNK};
 use crate::net::{self, Client, Event, NetConfig, NetError, PeerInfo};
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use recon::Summary;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -133,6 +135,7 @@ async fn serve(
         replica: replica.clone(),
         net: client.clone(),
         heads: BTreeMap::new(),
+        summary: None,
         dirty: true,
         peers: HashMap::new(),
         peer_accounts: HashMap::new(),
@@ -232,6 +235,8 @@ struct Core {
     net: Client,
     /// This node's documents and heads as last announced.
     heads: BTreeMap<String, Vec<[u8; 32]>>,
+    /// `heads` prepared for reconciliation (`None`: to rebuild, the heads changed).
+    summary: Option<Arc<Summary>>,
     /// Documents may have changed since `heads` was read.
     dirty: bool,
     peers: HashMap<PeerId, NodeId>,
@@ -262,21 +267,6 @@ struct Core {
 /// Refused sync messages in a row after which a peer is disconnected.
 const MAX_STRIKES: u32 = 16;
 
-fn summary_hash(heads: &BTreeMap<String, Vec<[u8; 32]>>) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for (doc, hs) in heads {
-        let mut hs = hs.clone();
-        hs.sort();
-        h.update((doc.len() as u64).to_be_bytes());
-        h.update(doc.as_bytes());
-        h.update((hs.len() as u64).to_be_bytes());
-        for x in hs {
-            h.update(x);
-        }
-    }
-    h.finalize().into()
-}
-
 impl Core {
     /// Re-reads this node's heads; announces the documents that changed.
     async fn refresh(&mut self) -> Result<(), DaemonError> {
@@ -290,6 +280,9 @@ impl Core {
                 changed.push((doc.clone(), hs.clone()));
             }
             fresh.insert(doc, hs);
+        }
+        if !changed.is_empty() || fresh.len() != self.heads.len() {
+            self.summary = None;
         }
         self.heads = fresh;
         for batch in changed.chunks(protocol::ANNOUNCE_BATCH) {
@@ -408,32 +401,28 @@ impl Core {
             return Ok(());
         };
         match request {
-            Request::Summary { hash, .. } => {
-                if self.dirty {
-                    self.refresh().await?;
+            Request::Recon { ranges } => {
+                let whole = ranges
+                    .first()
+                    .is_some_and(|r| r.lower.is_empty() && r.upper.is_none());
+                let mine = self.summary().await?;
+                match recon::answer(&mine, &ranges) {
+                    Ok(answers) => {
+                        // The peer's summary differs from ours: compare from this side
+                        // too (the peer offers only the accounts we replicate), unless a
+                        // comparison with it is already running.
+                        let differ = whole && !matches!(answers.first(), Some(ReconAnswer::Same));
+                        self.net.respond(channel, Response::Recon { answers });
+                        if differ && !self.pulling.contains(&peer) {
+                            self.pull(peer).await?;
+                        }
+                    }
+                    Err(e) => {
+                        self.strike(peer);
+                        tracing::warn!(%peer, error = %e, "rejected a reconciliation request");
+                        self.net.respond(channel, reject(e.to_string()));
+                    }
                 }
-                let same = hash == summary_hash(&self.heads);
-                self.net.respond(channel, Response::Summary { same });
-                if !same {
-                    self.pull(peer).await?;
-                }
-            }
-            Request::List { after } => {
-                if self.dirty {
-                    self.refresh().await?;
-                }
-                let from = match &after {
-                    Some(a) => std::ops::Bound::Excluded(a.clone()),
-                    None => std::ops::Bound::Unbounded,
-                };
-                let mut it = self.heads.range((from, std::ops::Bound::Unbounded));
-                let entries: Vec<_> = it
-                    .by_ref()
-                    .take(LIST_PAGE)
-                    .map(|(d, h)| (d.clone(), h.clone()))
-                    .collect();
-                let more = it.next().is_some();
-                self.net.respond(channel, Response::List { entries, more });
             }
             Request::Blobs { ids } => {
                 let resp = self.replica.call(move |r| blobs_answer(r, &ids)).await??;
@@ -629,11 +618,8 @@ impl Core {
             self.pull_again.insert(peer);
             return Ok(());
         }
-        if self.dirty {
-            self.refresh().await?;
-        }
+        let mine = self.summary().await?;
         self.pulling.insert(peer);
-        let mine = self.heads.clone();
         let net = self.net.clone();
         let internal = self.internal.clone();
         tokio::spawn(async move {
