@@ -29,7 +29,8 @@ const SIZE: usize = 3000;
 /// Builds the dataset once; returns (a1, b, changed bytes: blobs, raw changes).
 fn dataset() -> Result<(std::path::PathBuf, std::path::PathBuf, u64, u64)> {
     let root = bench_root().join("cluster-catchup");
-    let spec = format!("v1 messages={MESSAGES} new={NEW} flags={FLAG_CMDS}x{FLAGS_PER_CMD} size={SIZE}");
+    let spec =
+        format!("v1 messages={MESSAGES} new={NEW} flags={FLAG_CMDS}x{FLAGS_PER_CMD} size={SIZE}");
     let (a0, a1, b) = (root.join("a0"), root.join("a1"), root.join("b"));
     let changed = root.join("CHANGED");
     if !done(&root, &spec) {
@@ -59,7 +60,8 @@ fn dataset() -> Result<(std::path::PathBuf, std::path::PathBuf, u64, u64)> {
             let op = FlagOp::try_from("+\\Seen")?;
             for k in 0..FLAG_CMDS {
                 let first = 1 + k * (MESSAGES / FLAG_CMDS);
-                let set = UidSet::try_from(format!("{first}:{}", first + FLAGS_PER_CMD - 1).as_str())?;
+                let set =
+                    UidSet::try_from(format!("{first}:{}", first + FLAGS_PER_CMD - 1).as_str())?;
                 let n = r.store_flags(&acct, &inbox, &set, &op, now())?;
                 anyhow::ensure!(n.len() as u64 == FLAGS_PER_CMD, "flags changed {}", n.len());
             }
@@ -74,7 +76,12 @@ fn dataset() -> Result<(std::path::PathBuf, std::path::PathBuf, u64, u64)> {
     }
     let c = std::fs::read_to_string(&changed)?;
     let mut p = c.split_whitespace().map(|x| x.parse::<u64>());
-    Ok((a1, b, p.next().unwrap_or(Ok(0))?, p.next().unwrap_or(Ok(0))?))
+    Ok((
+        a1,
+        b,
+        p.next().unwrap_or(Ok(0))?,
+        p.next().unwrap_or(Ok(0))?,
+    ))
 }
 
 use dovetail::node::Replica;
@@ -107,7 +114,14 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// Prints the medians and ratios to the targets; `allowance` is the bytes allowed besides
 /// 3× the changed data.
-pub fn report(name: &str, runs: &[support::Run], changed: u64, blobs: u64, raw: u64, allowance: u64) {
+pub fn report(
+    name: &str,
+    runs: &[support::Run],
+    changed: u64,
+    blobs: u64,
+    raw: u64,
+    allowance: u64,
+) {
     let col = |f: fn(&support::Run) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
     let (t, st, by, cpu) = (
         col(|r| r.total),

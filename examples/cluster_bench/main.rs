@@ -31,9 +31,7 @@ pub struct Args {
 }
 
 fn usage() -> ! {
-    eprintln!(
-        "usage: cluster_bench <catchup|reconnect> [--reps N] [--accounts 1000,10000]"
-    );
+    eprintln!("usage: cluster_bench <catchup|reconnect> [--reps N] [--accounts 1000,10000]");
     std::process::exit(2)
 }
 
@@ -49,10 +47,7 @@ fn main() -> Result<()> {
         match a.as_str() {
             "--reps" => args.reps = v.parse()?,
             "--accounts" => {
-                args.accounts = v
-                    .split(',')
-                    .map(|x| x.parse())
-                    .collect::<Result<_, _>>()?
+                args.accounts = v.split(',').map(|x| x.parse()).collect::<Result<_, _>>()?
             }
             _ => usage(),
         }

@@ -26,7 +26,9 @@ fn acct_name(i: usize) -> String {
 }
 
 fn changed_accounts(n: usize) -> Vec<String> {
-    (0..CHANGED).map(|k| acct_name(k * n / CHANGED + 7 % n.max(1))).collect()
+    (0..CHANGED)
+        .map(|k| acct_name(k * n / CHANGED + 7 % n.max(1)))
+        .collect()
 }
 
 fn dataset(n: usize) -> Result<(PathBuf, PathBuf, u64, u64)> {
@@ -87,7 +89,12 @@ fn dataset(n: usize) -> Result<(PathBuf, PathBuf, u64, u64)> {
     }
     let c = std::fs::read_to_string(&changed)?;
     let mut p = c.split_whitespace().map(|x| x.parse::<u64>());
-    Ok((a1, b, p.next().unwrap_or(Ok(0))?, p.next().unwrap_or(Ok(0))?))
+    Ok((
+        a1,
+        b,
+        p.next().unwrap_or(Ok(0))?,
+        p.next().unwrap_or(Ok(0))?,
+    ))
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -113,7 +120,14 @@ pub fn run(args: &Args) -> Result<()> {
             runs.push(r);
         }
         rm(&run_dir)?;
-        report(&format!("reconnect {n} accounts"), &runs, blobs + raw, blobs, raw, 64 * 1024);
+        report(
+            &format!("reconnect {n} accounts"),
+            &runs,
+            blobs + raw,
+            blobs,
+            raw,
+            64 * 1024,
+        );
     }
     Ok(())
 }

@@ -143,9 +143,33 @@ fn mix(mut z: u64) -> u64 {
 }
 
 const WORDS: &[&str] = &[
-    "meeting", "report", "quarter", "budget", "review", "the", "and", "with", "for", "draft",
-    "please", "attached", "schedule", "update", "project", "team", "thanks", "regards", "next",
-    "week", "deadline", "invoice", "customer", "release", "notes", "server", "migration",
+    "meeting",
+    "report",
+    "quarter",
+    "budget",
+    "review",
+    "the",
+    "and",
+    "with",
+    "for",
+    "draft",
+    "please",
+    "attached",
+    "schedule",
+    "update",
+    "project",
+    "team",
+    "thanks",
+    "regards",
+    "next",
+    "week",
+    "deadline",
+    "invoice",
+    "customer",
+    "release",
+    "notes",
+    "server",
+    "migration",
 ];
 
 /// A deterministic message of about `size` bytes (headers + wrapped words), unique per

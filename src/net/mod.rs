@@ -18,8 +18,8 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, Transport,
 };
 use protocol::{Codec, Framed, Request, Response, Traffic};
-use std::sync::Arc;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 

@@ -158,7 +158,8 @@ where
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
-    let m = postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let m =
+        postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok((m, 4 + len as u64))
 }
 

@@ -32,9 +32,9 @@ use crate::net::protocol::{self, Announce, BlobBytes, ReconAnswer, Request, Resp
 use crate::net::{self, Client, Event, NetConfig, NetError, PeerInfo};
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
+use recon::Summary;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
-use recon::Summary;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

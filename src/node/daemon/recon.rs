@@ -157,7 +157,11 @@ pub fn answer(mine: &Summary, ranges: &[ReconRange]) -> Result<Vec<ReconAnswer>,
         }
         // An initiator with nothing in the range learns nothing from fingerprints: list
         // more at once.
-        let list = if r.count == 0 { RECON_LIST } else { RECON_ITEMS };
+        let list = if r.count == 0 {
+            RECON_LIST
+        } else {
+            RECON_ITEMS
+        };
         if span.len() <= list {
             let size: usize = mine.docs[span.clone()].iter().map(|d| d.len() + 18).sum();
             if used > 0 && used + size > budget {
@@ -236,7 +240,9 @@ impl<'a> Initiator<'a> {
             .pending
             .drain(..n)
             .map(|(lower, upper)| {
-                let (fp, count) = self.mine.fingerprint(self.mine.span(&lower, upper.as_deref()));
+                let (fp, count) = self
+                    .mine
+                    .fingerprint(self.mine.span(&lower, upper.as_deref()));
                 ReconRange {
                     lower,
                     upper,
@@ -256,20 +262,27 @@ impl<'a> Initiator<'a> {
     ) -> Result<(), ReconError> {
         let bad = |s: String| Err(ReconError::BadAnswer(s));
         if answers.len() != asked.len() {
-            return bad(format!("{} answers to {} ranges", answers.len(), asked.len()));
+            return bad(format!(
+                "{} answers to {} ranges",
+                answers.len(),
+                asked.len()
+            ));
         }
         for (r, a) in asked.iter().zip(answers) {
             match a {
                 ReconAnswer::Same => {}
                 ReconAnswer::Later => self.push(r.lower.clone(), r.upper.clone())?,
                 ReconAnswer::Items(items) => {
-                    let max = if r.count == 0 { RECON_LIST } else { RECON_ITEMS };
+                    let max = if r.count == 0 {
+                        RECON_LIST
+                    } else {
+                        RECON_ITEMS
+                    };
                     if items.len() > max {
                         return bad(format!("{} items listed (at most {max})", items.len()));
                     }
-                    let within = |d: &String| {
-                        *d >= r.lower && r.upper.as_ref().is_none_or(|u| d < u)
-                    };
+                    let within =
+                        |d: &String| *d >= r.lower && r.upper.as_ref().is_none_or(|u| d < u);
                     if !items.iter().all(|(d, _)| within(d))
                         || !items.windows(2).all(|w| w[0].0 < w[1].0)
                     {

@@ -128,7 +128,10 @@ fn separators_split_between_neighbours() {
         assert!(s.as_str() > p && s.as_str() <= n, "{p:?} {n:?} -> {s:?}");
         assert!(n.starts_with(&s));
     }
-    assert_eq!(separator("seg/user00001/x", "seg/user00002/y"), "seg/user00002");
+    assert_eq!(
+        separator("seg/user00001/x", "seg/user00002/y"),
+        "seg/user00002"
+    );
 }
 
 fn whole(fp: [u8; 16], count: u64) -> ReconRange {
@@ -151,14 +154,20 @@ fn requests_out_of_bounds_are_refused() {
         fp: [0; 16],
         count: 0,
     };
-    assert!(matches!(answer(&s, &[empty]), Err(ReconError::BadRequest(_))));
+    assert!(matches!(
+        answer(&s, &[empty]),
+        Err(ReconError::BadRequest(_))
+    ));
     let long = ReconRange {
         lower: "x".repeat(MAX_DOC_ID + 1),
         upper: None,
         fp: [0; 16],
         count: 0,
     };
-    assert!(matches!(answer(&s, &[long]), Err(ReconError::BadRequest(_))));
+    assert!(matches!(
+        answer(&s, &[long]),
+        Err(ReconError::BadRequest(_))
+    ));
     // In bounds: answered.
     assert_eq!(answer(&s, &[whole([0; 16], 0)]).expect("ok").len(), 1);
 }
@@ -173,7 +182,9 @@ fn answers_that_do_not_fit_the_question_are_refused() {
         (
             "too many items",
             vec![ReconAnswer::Items(
-                (0..RECON_ITEMS + 1).map(|i| (format!("d{i:03}"), [0; 16])).collect(),
+                (0..RECON_ITEMS + 1)
+                    .map(|i| (format!("d{i:03}"), [0; 16]))
+                    .collect(),
             )],
         ),
         (
