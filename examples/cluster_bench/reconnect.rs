@@ -27,7 +27,7 @@ fn acct_name(i: usize) -> String {
 
 fn changed_accounts(n: usize) -> Vec<String> {
     (0..CHANGED)
-        .map(|k| acct_name(k * n / CHANGED + 7 % n.max(1)))
+        .map(|k| acct_name(k * n / CHANGED + 7))
         .collect()
 }
 
