@@ -6,7 +6,9 @@
 mod cluster_support;
 
 use cluster_support::{ok, Cluster};
-use dovetail::net::protocol::{Request, Response, CHUNK};
+use dovetail::net::protocol::{
+    ReconAnswer, ReconRange, Request, Response, CHUNK, MAX_DOC_ID, MAX_RECON_RANGES,
+};
 use dovetail::net::{self, Event, NetConfig};
 use std::time::Duration;
 
@@ -100,14 +102,50 @@ fn hostile_requests_are_refused_and_change_nothing() {
             )
             .await;
         assert!(matches!(r, Ok(Response::NoBlob)), "{r:?}");
-        let r = client.request(peer, Request::List { after: None }).await;
+        // Reconciliation: the whole id space from a peer with nothing lists the documents.
+        let whole = ReconRange {
+            lower: String::new(),
+            upper: None,
+            fp: [0; 16],
+            count: 0,
+        };
+        let r = client
+            .request(
+                peer,
+                Request::Recon {
+                    ranges: vec![whole.clone()],
+                },
+            )
+            .await;
         match r {
-            Ok(Response::List { entries, more }) => {
-                assert!(!more);
-                assert!(entries.iter().any(|e| e.0 == "acct/alice"));
-                assert!(!entries.iter().any(|e| e.0.contains("mallory")));
-            }
-            other => panic!("list: {other:?}"),
+            Ok(Response::Recon { answers }) => match answers.as_slice() {
+                [ReconAnswer::Items(items)] => {
+                    assert!(items.iter().any(|e| e.0 == "acct/alice"));
+                    assert!(!items.iter().any(|e| e.0.contains("mallory")));
+                }
+                other => panic!("recon answers: {other:?}"),
+            },
+            other => panic!("recon: {other:?}"),
+        }
+        // Out of bounds: too many ranges, an empty range, a bound too long.
+        let bad = [
+            vec![whole.clone(); MAX_RECON_RANGES + 1],
+            vec![ReconRange {
+                lower: "b".into(),
+                upper: Some("a".into()),
+                ..whole.clone()
+            }],
+            vec![ReconRange {
+                lower: "x".repeat(MAX_DOC_ID + 1),
+                ..whole.clone()
+            }],
+        ];
+        for ranges in bad {
+            let r = client.request(peer, Request::Recon { ranges }).await;
+            assert!(
+                matches!(r, Ok(Response::Rejected { .. })),
+                "bad reconciliation request not refused: {r:?}"
+            );
         }
         // A peer that keeps sending refused messages is disconnected.
         for _ in 0..20 {

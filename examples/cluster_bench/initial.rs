@@ -12,7 +12,8 @@
 //!   `doveadm -c B sync -u alice tcp:127.0.0.1:PORT` (A's doveadm server over loopback).
 //!   CPU of the doveadm client plus A's doveadm server.
 
-use super::procs::{self, cpu_secs, hwm_mib};
+use super::procs::{self, hwm_mib};
+use super::support::{bench_root, bin, cpu_secs, start_node};
 use anyhow::{bail, Context, Result};
 use dovetail::model::{AccountName, FlagSet, MailboxName};
 use dovetail::node::control::{self, ControlRequest, ControlResponse};
@@ -33,15 +34,9 @@ pub struct Figures {
     pub dsync_cpu: f64,
 }
 
-fn bench_dir() -> PathBuf {
-    std::env::var("DOVETAIL_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/tmp/dovetail-bench"))
-}
-
 /// The dovetail source dir and the Dovecot source maildir of `n` messages, built once.
-fn dataset(bin: &Path, n: usize) -> Result<PathBuf> {
-    let root = bench_dir().join(format!("initial-{n}"));
+fn dataset(n: usize) -> Result<PathBuf> {
+    let root = bench_root().join(format!("initial-{n}"));
     let done = root.join("DONE");
     if done.exists() {
         return Ok(root);
@@ -49,7 +44,7 @@ fn dataset(bin: &Path, n: usize) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
     let a = root.join("dt-a");
-    procs::init(bin, &a)?;
+    procs::init(&a)?;
     let mut r = Replica::open(&a, Options::default())?;
     let alice = AccountName::try_from("alice")?;
     let inbox = MailboxName::inbox();
@@ -166,8 +161,8 @@ fn shown(dir: &Path) -> (u64, u64) {
 }
 
 pub fn run(n: usize) -> Result<Figures> {
-    let bin = procs::binary()?;
-    let root = dataset(&bin, n)?;
+    let bin = bin()?;
+    let root = dataset(n)?;
     let a = root.join("dt-a");
     let work = root.join("work");
     let _ = std::fs::remove_dir_all(&work);
@@ -194,7 +189,7 @@ pub fn run(n: usize) -> Result<Figures> {
     std::fs::remove_dir_all(&empty)?;
 
     // Network: node A serving, new node B joining.
-    let node_a = procs::start(&bin, &a, &[], &[])?;
+    let node_a = start_node(&a, None, 3)?;
     let b = work.join("b");
     Command::new(&bin)
         .args(["--data-dir"])
@@ -203,7 +198,7 @@ pub fn run(n: usize) -> Result<Figures> {
         .output()?;
     let cpu_a0 = cpu_secs(node_a.pid());
     let t = Instant::now();
-    let node_b = procs::start(&bin, &b, &[node_a.addr.as_str()], &[])?;
+    let node_b = start_node(&b, Some(node_a.addr.as_str()), 3)?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
         let (m, waiting) = shown(&b);
@@ -218,8 +213,8 @@ pub fn run(n: usize) -> Result<Figures> {
     let net_wall = t.elapsed().as_secs_f64();
     let net_cpu = cpu_secs(node_a.pid()) - cpu_a0 + cpu_secs(node_b.pid());
     let (rss_a, rss_b) = (hwm_mib(node_a.pid()), hwm_mib(node_b.pid()));
-    drop(node_b);
-    drop(node_a);
+    node_b.stop()?;
+    node_a.stop()?;
     std::fs::remove_dir_all(&b)?;
 
     // dsync between two Dovecot instances.

@@ -5,7 +5,8 @@
 //! the append's acknowledgement (durable on the writing node) to the `shown` event on each
 //! other node. Prints p50/p90/p99/max, messages never seen, and CPU seconds of the nodes.
 
-use super::procs::{self, cpu_secs, pct, Proc};
+use super::procs::{self, pct};
+use super::support::{cpu_secs, start_node, NodeProc};
 use anyhow::{bail, Result};
 use dovetail::node::control::{self, ControlRequest, ControlResponse};
 use std::collections::HashMap;
@@ -30,20 +31,18 @@ pub struct Figures {
 type Seen = Arc<Mutex<HashMap<(String, usize), Instant>>>;
 
 pub fn run(args: &Args) -> Result<Figures> {
-    let bin = procs::binary()?;
     let tmp = tempfile::TempDir::new()?;
-    let mut nodes: Vec<Proc> = Vec::new();
+    let mut nodes: Vec<NodeProc> = Vec::new();
     for i in 0..args.nodes {
         let dir = tmp.path().join(format!("n{i}"));
-        procs::init(&bin, &dir)?;
-        let boot: Vec<String> = nodes.first().map(|n| n.addr.clone()).into_iter().collect();
-        let boot: Vec<&str> = boot.iter().map(String::as_str).collect();
-        nodes.push(procs::start(&bin, &dir, &boot, &[])?);
+        procs::init(&dir)?;
+        let boot = nodes.first().map(|n| n.addr.clone());
+        nodes.push(start_node(&dir, boot.as_deref(), 3)?);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while nodes
         .iter()
-        .any(|n| n.peers().unwrap_or(0) < args.nodes - 1)
+        .any(|n| procs::peers(&n.dir).unwrap_or(0) < args.nodes - 1)
     {
         if Instant::now() > deadline {
             bail!("the nodes did not all connect");
@@ -79,7 +78,7 @@ pub fn run(args: &Args) -> Result<Figures> {
             std::thread::sleep(d);
         }
         let i = k % args.nodes;
-        let guid = nodes[i].append(&format!("m{k}"), procs::message(k as u64))?;
+        let guid = procs::append(&nodes[i].dir, &format!("m{k}"), procs::message(k as u64))?;
         acks.push((guid, i, Instant::now()));
     }
     let wall = start.elapsed().as_secs_f64();

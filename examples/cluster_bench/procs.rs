@@ -1,165 +1,45 @@
-//! Real `dovetail node` processes on 127.0.0.1 for the latency and initial-sync scenarios:
-//! started on fresh data dirs, talked to through their control sockets, their CPU time read
-//! from /proc.
+//! What the latency and initial-sync scenarios add to [`super::support`]: a data dir with
+//! account `alice`, appends and peer counts through a running node's control socket, peak
+//! memory from /proc, a ~3 KB message, percentiles.
 
+use super::support::cli;
 use anyhow::{bail, Context, Result};
 use dovetail::node::control::{self, ControlRequest, ControlResponse, MessageFile};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// The `dovetail` binary beside this example (target/<profile>/dovetail), built if missing.
-pub fn binary() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("DOVETAIL_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("no target dir")?;
-    let bin = dir.join("dovetail");
-    let release = dir.ends_with("release");
-    // Always (re)build: cargo is quick when nothing changed, and a stale binary would
-    // measure old code.
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.args(["build", "--bin", "dovetail"]);
-    if release {
-        c.arg("--release");
-    }
-    let st = c.status().context("cargo build --bin dovetail")?;
-    if !st.success() || !bin.exists() {
-        bail!("could not build {}", bin.display());
-    }
-    Ok(bin)
-}
-
-/// One node process.
-pub struct Proc {
-    pub dir: PathBuf,
-    pub child: Option<Child>,
-    pub addr: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: a signal to our own child.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let _ = c.wait();
-        }
-    }
-}
-
-pub fn dt(bin: &Path, args: &[&str]) -> Result<String> {
-    let o = Command::new(bin)
-        .args(args)
-        .env_remove("DOVETAIL_DATA_DIR")
-        .stdin(Stdio::null())
-        .output()?;
-    if !o.status.success() {
-        bail!(
-            "dovetail {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
+use std::path::Path;
 
 /// Creates a data dir with account `alice` (its INBOX).
-pub fn init(bin: &Path, dir: &Path) -> Result<()> {
+pub fn init(dir: &Path) -> Result<()> {
     let d = dir.to_str().context("utf-8 path")?;
-    dt(bin, &["--data-dir", d, "init"])?;
-    dt(bin, &["--data-dir", d, "account", "create", "alice"])?;
+    cli(&["--data-dir", d, "init"])?;
+    cli(&["--data-dir", d, "account", "create", "alice"])?;
     Ok(())
 }
 
-/// Starts a node on `dir`, joining through `bootstrap`; waits until it listens.
-pub fn start(bin: &Path, dir: &Path, bootstrap: &[&str], extra: &[&str]) -> Result<Proc> {
-    let d = dir.to_str().context("utf-8 path")?;
-    let mut args = vec!["--data-dir", d, "node", "--listen", "/ip4/127.0.0.1/tcp/0"];
-    for b in bootstrap {
-        args.push("--bootstrap");
-        args.push(b);
-    }
-    args.extend_from_slice(extra);
-    let log = std::fs::File::create(dir.with_extension("log"))?;
-    let child = Command::new(bin)
-        .args(&args)
-        .env_remove("DOVETAIL_DATA_DIR")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
-    let addrs = dir.join(dovetail::node::daemon::ADDRS_FILE);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&addrs) {
-            if let Some(a) = s.lines().find(|l| l.contains("/p2p/")) {
-                if control::running(dir) {
-                    return Ok(Proc {
-                        dir: dir.to_path_buf(),
-                        child: Some(child),
-                        addr: a.to_string(),
-                    });
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("node on {} did not start", dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// Connected peers of the node running on `dir`, from `status`.
+pub fn peers(dir: &Path) -> Result<usize> {
+    match control::call(dir, &ControlRequest::Status { account: None })? {
+        Some(ControlResponse::Status { peers, .. }) => Ok(peers.len()),
+        other => bail!("status: {other:?}"),
     }
 }
 
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, |c| c.id())
-    }
-
-    /// Connected peers, from `status`.
-    pub fn peers(&self) -> Result<usize> {
-        match control::call(&self.dir, &ControlRequest::Status { account: None })? {
-            Some(ControlResponse::Status { peers, .. }) => Ok(peers.len()),
-            other => bail!("status: {other:?}"),
-        }
-    }
-
-    /// Appends one message to alice's INBOX; returns its GUID once durable.
-    pub fn append(&self, name: &str, bytes: Vec<u8>) -> Result<String> {
-        let req = ControlRequest::Append {
-            account: "alice".into(),
-            mailbox: "INBOX".into(),
-            flags: None,
-            messages: vec![MessageFile {
-                name: name.into(),
-                bytes,
-                internal_date: 0,
-            }],
-        };
-        match control::call(&self.dir, &req)? {
-            Some(ControlResponse::Appended(v)) if v.len() == 1 => Ok(v[0].1.clone()),
-            other => bail!("append: {other:?}"),
-        }
-    }
-}
-
-/// utime + stime of a process, in seconds.
-pub fn cpu_secs(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
+/// Appends one message to alice's INBOX on the node running on `dir`; returns its GUID
+/// once durable.
+pub fn append(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<String> {
+    let req = ControlRequest::Append {
+        account: "alice".into(),
+        mailbox: "INBOX".into(),
+        flags: None,
+        messages: vec![MessageFile {
+            name: name.into(),
+            bytes,
+            internal_date: 0,
+        }],
     };
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = s.rsplit_once(')').map_or("", |x| x.1);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
+    match control::call(dir, &req)? {
+        Some(ControlResponse::Appended(v)) if v.len() == 1 => Ok(v[0].1.clone()),
+        other => bail!("append: {other:?}"),
+    }
 }
 
 /// Peak resident memory (VmHWM) of a process, in MiB.

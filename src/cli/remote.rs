@@ -197,8 +197,8 @@ fn print(cli: &Cli, req: &ControlRequest, resp: ControlResponse) -> Result<(), C
                 println!("PEERS {}", peers.len());
                 for p in peers {
                     println!(
-                        "peer {} {} since {} behind {}",
-                        p.peer, p.addr, p.since, p.behind
+                        "peer {} {} since {} behind {} sent {} received {}",
+                        p.peer, p.addr, p.since, p.behind, p.sent, p.received
                     );
                 }
             }

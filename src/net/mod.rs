@@ -17,8 +17,9 @@ use libp2p::{
     allow_block_list, gossipsub, identify, identity, kad, mdns, noise, ping, pnet, tcp, yamux,
     Multiaddr, PeerId, StreamProtocol, Swarm, Transport,
 };
-use protocol::{Codec, Request, Response};
+use protocol::{Codec, Framed, Request, Response, Traffic};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,6 +124,10 @@ pub struct PeerInfo {
     pub addr: String,
     /// Seconds since the Unix epoch when the connection came up.
     pub since: u64,
+    /// Bytes of request-response frames sent to the peer since the connection came up.
+    pub sent: u64,
+    /// Bytes of request-response frames received from the peer since then.
+    pub received: u64,
 }
 
 enum Command {
@@ -207,6 +212,8 @@ pub struct EventLoop {
     events: mpsc::UnboundedSender<Event>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetError>>>,
     connected: HashMap<PeerId, PeerInfo>,
+    /// Request-response bytes per connected peer (since its first connection came up).
+    traffic: HashMap<PeerId, Arc<Traffic>>,
     bootstrap: Vec<Multiaddr>,
     topic: gossipsub::IdentTopic,
     dialing: HashSet<PeerId>,
@@ -256,7 +263,7 @@ pub fn start(
             )
             .map_err(std::io::Error::other)?;
             let rr = request_response::Behaviour::with_codec(
-                Codec,
+                Codec::default(),
                 [(protocol::PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(60))
@@ -339,6 +346,7 @@ pub fn start(
             events: events_tx,
             pending: HashMap::new(),
             connected: HashMap::new(),
+            traffic: HashMap::new(),
             bootstrap: cfg.bootstrap,
             topic,
             dialing: HashSet::new(),
@@ -395,7 +403,12 @@ impl EventLoop {
                 request,
                 reply,
             } => {
-                let id = self.swarm.behaviour_mut().rr.send_request(&peer, request);
+                let traffic = self.traffic.entry(peer).or_default().clone();
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .rr
+                    .send_request(&peer, Framed::outbound(request, traffic));
                 self.pending.insert(id, reply);
             }
             Command::Respond { channel, response } => {
@@ -421,7 +434,22 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::Peers(reply) => {
-                let _ = reply.send(self.connected.values().cloned().collect());
+                let peers = self
+                    .connected
+                    .iter()
+                    .map(|(id, p)| {
+                        let t = self.traffic.get(id);
+                        let get = |f: fn(&Traffic) -> &std::sync::atomic::AtomicU64| {
+                            t.map_or(0, |t| f(t).load(std::sync::atomic::Ordering::Relaxed))
+                        };
+                        PeerInfo {
+                            sent: get(|t| &t.sent),
+                            received: get(|t| &t.received),
+                            ..p.clone()
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(peers);
             }
             Command::Shutdown => {}
         }
@@ -466,8 +494,11 @@ impl EventLoop {
                             peer: peer_id.to_string(),
                             addr: addr.to_string(),
                             since: now_secs(),
+                            sent: 0,
+                            received: 0,
                         },
                     );
+                    self.traffic.insert(peer_id, Arc::default());
                     self.swarm
                         .behaviour_mut()
                         .gossip
@@ -486,6 +517,7 @@ impl EventLoop {
             } => {
                 tracing::debug!(peer = %peer_id, ?cause, "disconnected");
                 self.connected.remove(&peer_id);
+                self.traffic.remove(&peer_id);
                 self.swarm
                     .behaviour_mut()
                     .gossip
@@ -526,11 +558,19 @@ impl EventLoop {
                 match message {
                     request_response::Message::Request {
                         request, channel, ..
-                    } => self.emit(Event::Request {
-                        peer,
-                        request,
-                        channel,
-                    }),
+                    } => {
+                        let traffic = self.traffic.entry(peer).or_default();
+                        traffic
+                            .received
+                            .fetch_add(request.bytes, std::sync::atomic::Ordering::Relaxed);
+                        // The answer's frame counts towards the same peer.
+                        let _ = request.slot.set(traffic.clone());
+                        self.emit(Event::Request {
+                            peer,
+                            request: request.msg,
+                            channel,
+                        })
+                    }
                     request_response::Message::Response {
                         request_id,
                         response,

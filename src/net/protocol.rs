@@ -7,6 +7,8 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// The protocol name negotiated on every request stream.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dovetail/sync/1");
@@ -21,8 +23,55 @@ pub const CHUNK: usize = 4 * 1024 * 1024;
 /// Blob ids per [`Request::Blobs`].
 pub const MAX_BLOB_IDS: usize = 4096;
 
-/// Entries of a (document, heads) summary per [`Response::List`] page.
-pub const LIST_PAGE: usize = 2048;
+/// Ranges per [`Request::Recon`].
+pub const MAX_RECON_RANGES: usize = 256;
+
+/// Sub-ranges a differing range is split into.
+pub const RECON_FANOUT: usize = 16;
+
+/// A differing range with at most this many documents is listed, not split.
+pub const RECON_ITEMS: usize = 16;
+
+/// Documents listed at once for a range the asker has nothing in (nothing to compare).
+pub const RECON_LIST: usize = 1024;
+
+/// The longest document id (or range bound) accepted in a reconciliation message.
+pub const MAX_DOC_ID: usize = 512;
+
+/// The fingerprint of a set of (document, heads) items: XOR of 16-byte item hashes.
+pub type Fingerprint = [u8; 16];
+
+/// One range of the document-id space, `[lower, upper)` (`upper` `None`: unbounded), with
+/// the asker's fingerprint and count of its documents there.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReconRange {
+    pub lower: String,
+    pub upper: Option<String>,
+    pub fp: Fingerprint,
+    pub count: u64,
+}
+
+/// A sub-range of a split: from the previous part's `upper` (the first: the asked range's
+/// lower) to `upper`, with the answerer's fingerprint and count.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReconPart {
+    pub upper: Option<String>,
+    pub fp: Fingerprint,
+    pub count: u64,
+}
+
+/// The answer about one [`ReconRange`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ReconAnswer {
+    /// Same fingerprint and count: nothing differs there.
+    Same,
+    /// The answerer's documents in the range with their item hashes (a small range).
+    Items(Vec<(String, Fingerprint)>),
+    /// The range split into 2..=[`RECON_FANOUT`] contiguous parts.
+    Split(Vec<ReconPart>),
+    /// No room left in this answer: ask again.
+    Later,
+}
 
 /// A blob and its id. Bytes are serialized as one byte string, not element by element.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,11 +87,10 @@ pub type DocHeads = (String, Vec<[u8; 32]>);
 /// What one node asks another.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Request {
-    /// "My sorted (document, heads) summary hashes to this": the cheap first step of a
-    /// reconnect. Equal hashes mean nothing to sync.
-    Summary { hash: [u8; 32], docs: u64 },
-    /// A page of the receiver's summary, documents after `after` in id order.
-    List { after: Option<String> },
+    /// One round of range-based reconciliation of the (document, heads) summaries (at most
+    /// [`MAX_RECON_RANGES`] ranges). The first asks about the whole id space: equal
+    /// summaries cost that one round trip.
+    Recon { ranges: Vec<ReconRange> },
     /// Part `part` of `parts` of one automerge sync message about `doc`.
     Sync {
         doc: String,
@@ -60,10 +108,8 @@ pub enum Request {
 /// The answer to a [`Request`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Response {
-    /// Whether the summary hashes were equal.
-    Summary { same: bool },
-    /// A page of the summary; `more` when pages follow.
-    List { entries: Vec<DocHeads>, more: bool },
+    /// One answer per range of a [`Request::Recon`], in order.
+    Recon { answers: Vec<ReconAnswer> },
     /// The sync message part was taken.
     Ack,
     /// Up to [`CHUNK`] bytes of a blob of `total` bytes.
@@ -92,6 +138,15 @@ where
     T: AsyncRead + Unpin + Send,
     M: for<'de> Deserialize<'de>,
 {
+    Ok(read_frame_sized(io).await?.0)
+}
+
+/// [`read_frame`], with the frame's size in bytes (length prefix included).
+async fn read_frame_sized<T, M>(io: &mut T) -> io::Result<(M, u64)>
+where
+    T: AsyncRead + Unpin + Send,
+    M: for<'de> Deserialize<'de>,
+{
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -103,11 +158,14 @@ where
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
-    postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let m =
+        postcard::from_bytes(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((m, 4 + len as u64))
 }
 
-/// Writes one frame (refusing to write what the peer would refuse to read).
-pub async fn write_frame<T, M>(io: &mut T, m: &M) -> io::Result<()>
+/// Writes one frame (refusing to write what the peer would refuse to read); returns its
+/// size in bytes (length prefix included).
+pub async fn write_frame<T, M>(io: &mut T, m: &M) -> io::Result<u64>
 where
     T: AsyncWrite + Unpin + Send,
     M: Serialize,
@@ -124,42 +182,97 @@ where
     }
     io.write_all(&(buf.len() as u32).to_be_bytes()).await?;
     io.write_all(&buf).await?;
-    io.flush().await
+    io.flush().await?;
+    Ok(4 + buf.len() as u64)
 }
 
-/// The request-response codec of [`PROTOCOL`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Codec;
+/// Bytes of request-response frames exchanged with one peer (both directions, requests
+/// and answers, length prefixes included).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+/// The [`Traffic`] one stream's frames count towards. The codec does not know the peer of
+/// a stream; the event loop does, and fills the slot (for an inbound request: once the
+/// request is read, before it can be answered).
+pub type TrafficSlot = Arc<OnceLock<Arc<Traffic>>>;
+
+/// A [`Request`] as the codec carries it: with its frame size when read, and the slot of
+/// the traffic counters of its stream.
+#[derive(Clone, Debug)]
+pub struct Framed {
+    pub msg: Request,
+    /// Size of the frame read (0 for a request to send).
+    pub bytes: u64,
+    pub slot: TrafficSlot,
+}
+
+impl Framed {
+    /// A request to send, counted towards `traffic`.
+    pub fn outbound(msg: Request, traffic: Arc<Traffic>) -> Framed {
+        Framed {
+            msg,
+            bytes: 0,
+            slot: Arc::new(OnceLock::from(traffic)),
+        }
+    }
+}
+
+/// The request-response codec of [`PROTOCOL`]. libp2p uses one clone per stream, for the
+/// request and its answer: the clone keeps that stream's traffic slot.
+#[derive(Clone, Debug, Default)]
+pub struct Codec {
+    slot: Option<TrafficSlot>,
+}
+
+impl Codec {
+    fn count(&self, bytes: u64, sent: bool) {
+        if let Some(t) = self.slot.as_ref().and_then(|s| s.get()) {
+            let c = if sent { &t.sent } else { &t.received };
+            c.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+}
 
 impl libp2p::request_response::Codec for Codec {
     type Protocol = StreamProtocol;
-    type Request = Request;
+    type Request = Framed;
     type Response = Response;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Framed>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io).await
+        let (msg, bytes) = read_frame_sized(io).await?;
+        let slot = TrafficSlot::default();
+        self.slot = Some(slot.clone());
+        Ok(Framed { msg, bytes, slot })
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io).await
+        let (msg, bytes) = read_frame_sized(io).await?;
+        self.count(bytes, false);
+        Ok(msg)
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Request,
+        req: Framed,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req).await
+        self.slot = Some(req.slot.clone());
+        let n = write_frame(io, &req.msg).await?;
+        self.count(n, true);
+        Ok(())
     }
 
     async fn write_response<T>(
@@ -171,7 +284,9 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res).await
+        let n = write_frame(io, &res).await?;
+        self.count(n, true);
+        Ok(())
     }
 }
 
@@ -236,6 +351,9 @@ mod tests {
             let mut inp = Cursor::new(out.into_inner());
             let back: Request = read_frame(&mut inp).await.expect("read");
             assert_eq!(back, req);
+            let mut out = Cursor::new(Vec::new());
+            let n = write_frame(&mut out, &req).await.expect("write");
+            assert_eq!(n as usize, out.get_ref().len());
 
             // A 100 MB length prefix with no body: refused at once, not awaited.
             let mut huge = (100_000_000u32).to_be_bytes().to_vec();

@@ -176,6 +176,10 @@ pub struct PeerRow {
     pub since: u64,
     /// Documents whose heads differed at the last comparison (0: in sync).
     pub behind: u64,
+    /// Request-response bytes sent to the peer since it connected.
+    pub sent: u64,
+    /// Request-response bytes received from it since then.
+    pub received: u64,
 }
 
 /// The answer of a running node.
@@ -495,6 +499,8 @@ pub async fn serve(
                                 addr: p.addr,
                                 since: p.since,
                                 behind: n as u64,
+                                sent: p.sent,
+                                received: p.received,
                             }
                         })
                         .collect();

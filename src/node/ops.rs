@@ -469,6 +469,36 @@ impl Replica {
     /// both sides hold the same documents, both make identical claims, so there is no
     /// duplicate to avoid and no reason to leave messages hidden until a later sync.
     pub fn renumber_after(&mut self, now: i64, grace: i64) -> Result<usize, NodeError> {
+        // A read-only pass over the mailbox records first: a node runs this every second
+        // and after every sync message, and loading every account document and writing
+        // (flushing) once per mailbox cost seconds with thousands of accounts.
+        let mut due = std::collections::HashSet::new();
+        let mut err = None;
+        self.kv.scan(b"M", &mut |k, v| {
+            if k.len() != 17 {
+                return true;
+            }
+            match tables::decode::<MailboxMeta>(k, v) {
+                Ok(meta) => {
+                    if meta.renumber_due(&self.node, now, grace) {
+                        if let Ok(id) = <[u8; 16]>::try_from(&k[1..]) {
+                            due.insert(MailboxId(id));
+                        }
+                    }
+                    true
+                }
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = err {
+            return Err(e.into());
+        }
+        if due.is_empty() {
+            return Ok(0);
+        }
         let mut total = 0;
         for a in self.accounts()? {
             let kv = std::sync::Arc::clone(&self.kv);
@@ -482,6 +512,9 @@ impl Replica {
             let ids: Vec<_> = acc.entries().into_iter().map(|e| e.id).collect();
             drop(tx);
             for mb in ids {
+                if !due.contains(&mb) {
+                    continue;
+                }
                 let name = names.get(&mb).cloned().unwrap_or_else(|| mb.to_hex());
                 let done = self.write(|r, tx| {
                     let Some(mut meta) = tx.mailbox_meta(&mb)? else {

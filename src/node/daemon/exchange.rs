@@ -170,80 +170,68 @@ pub(super) async fn fetch_blob(
 
 type Compared = (Vec<String>, BTreeSet<String>);
 
-/// The documents whose heads differ between this node and `peer`, and the accounts the
-/// peer replicates. One round trip when the summaries are equal.
+impl Core {
+    /// This node's summary for reconciliation, rebuilt only when the heads changed.
+    pub(super) async fn summary(&mut self) -> Result<Arc<Summary>, DaemonError> {
+        if self.dirty {
+            self.refresh().await?;
+        }
+        if let Some(s) = &self.summary {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(Summary::new(&self.heads));
+        self.summary = Some(s.clone());
+        Ok(s)
+    }
+}
+
+/// The documents whose heads differ between this node and `peer` (both directions), and
+/// the accounts the peer replicates, by range-based reconciliation ([`recon`]): one round
+/// trip when the summaries are equal, about `log16(documents)` when few documents differ.
 pub(super) async fn compare(
     net: &Client,
     peer: PeerId,
-    mine: &BTreeMap<String, Vec<[u8; 32]>>,
+    mine: &Summary,
 ) -> Result<Compared, NetError> {
-    let hash = summary_hash(mine);
-    let same = net
-        .request(
-            peer,
-            Request::Summary {
-                hash,
-                docs: mine.len() as u64,
-            },
-        )
-        .await?;
-    let mut accounts = BTreeSet::new();
-    if same == (Response::Summary { same: true }) {
-        for d in mine.keys() {
-            if let Some(a) = doc_account(d) {
-                accounts.insert(a.to_string());
-            }
-        }
-        return Ok((Vec::new(), accounts));
-    }
-    let mut theirs: BTreeMap<String, Vec<[u8; 32]>> = BTreeMap::new();
-    let mut after = None;
-    loop {
-        match net
-            .request(
-                peer,
-                Request::List {
-                    after: after.clone(),
-                },
-            )
-            .await?
-        {
-            Response::List { entries, more } => {
-                let last = entries.last().map(|e| e.0.clone());
-                for (d, mut h) in entries {
-                    h.sort();
-                    theirs.insert(d, h);
-                }
-                if !more || last.is_none() || last == after {
-                    break;
-                }
-                after = last;
-            }
-            other => {
-                return Err(NetError::Request {
-                    peer,
-                    why: format!("unexpected answer {other:?}"),
-                })
-            }
+    let bad = |why: String| NetError::Request { peer, why };
+    let mut init = recon::Initiator::new(mine);
+    while let Some(ranges) = init.next_request().map_err(|e| bad(e.to_string()))? {
+        let req = Request::Recon {
+            ranges: ranges.clone(),
+        };
+        match net.request(peer, req).await? {
+            Response::Recon { answers } => init
+                .on_answer(&ranges, answers)
+                .map_err(|e| bad(e.to_string()))?,
+            other => return Err(bad(format!("unexpected answer {other:?}"))),
         }
     }
-    for d in theirs.keys() {
+    let rounds = init.rounds();
+    let found = init.finish();
+    // The peer's documents are mine, minus those only I have, plus those only it has: so
+    // are its accounts.
+    let mut per_account: BTreeMap<&str, i64> = BTreeMap::new();
+    for d in mine.docs() {
         if let Some(a) = doc_account(d) {
-            accounts.insert(a.to_string());
+            *per_account.entry(a).or_default() += 1;
         }
     }
-    let mut docs = Vec::new();
-    for (d, h) in &theirs {
-        if mine.get(d) != Some(h) {
-            docs.push(d.clone());
+    for (d, side) in &found {
+        if let Some(a) = doc_account(d) {
+            match side {
+                recon::Side::Mine => *per_account.entry(a).or_default() -= 1,
+                recon::Side::Theirs => *per_account.entry(a).or_default() += 1,
+                recon::Side::Both => {}
+            }
         }
     }
-    for d in mine.keys() {
-        if !theirs.contains_key(d) {
-            docs.push(d.clone());
-        }
-    }
-    Ok((docs, accounts))
+    let accounts = per_account
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(a, _)| a.to_string())
+        .collect();
+    tracing::debug!(%peer, rounds, differ = found.len(), "summaries compared");
+    Ok((found.into_keys().collect(), accounts))
 }
 
 /// Connected peers, for `status`.

@@ -3,10 +3,10 @@
 //! announcements.
 //!
 //! How documents travel (the same steps as the offline sync in [`super::offline`]):
-//! - On connection, and every [`DaemonConfig::anti_entropy`], a node sends each peer the
-//!   hash of its sorted (document, heads) summary; if the hashes differ it pages through the
-//!   peer's summary and pokes the documents whose heads differ. A reconnect where nothing
-//!   changed costs one round trip.
+//! - On connection, and every [`DaemonConfig::anti_entropy`], a node compares its
+//!   (document, heads) summary with each peer's by range-based reconciliation ([`recon`])
+//!   and pokes the documents whose heads differ. A reconnect where nothing changed costs one
+//!   round trip; otherwise the cost grows with the differences, not the documents.
 //! - A local or received change makes the node announce (document, heads) over gossipsub;
 //!   a peer whose heads differ pokes that document with the announcer.
 //! - Poking (peer, doc) generates the next automerge sync message and sends it in parts;
@@ -20,6 +20,7 @@
 //! with the peer) before anything is stored.
 
 mod exchange;
+pub mod recon;
 
 pub use exchange::peers;
 use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
@@ -27,14 +28,15 @@ use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
 use super::actor::{ActorStopped, ReplicaHandle};
 use super::{doc_account, NodeError, Options, Received, Replica};
 use crate::model::{BlobId, NodeId};
-use crate::net::protocol::{self, Announce, BlobBytes, Request, Response, CHUNK, LIST_PAGE};
+use crate::net::protocol::{self, Announce, BlobBytes, ReconAnswer, Request, Response, CHUNK};
 use crate::net::{self, Client, Event, NetConfig, NetError, PeerInfo};
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
-use sha2::{Digest, Sha256};
+use recon::Summary;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -141,6 +143,7 @@ async fn serve(
         replica: replica.clone(),
         net: client.clone(),
         heads: BTreeMap::new(),
+        summary: None,
         dirty: true,
         heads_loaded: false,
         peers: HashMap::new(),
@@ -281,6 +284,8 @@ struct Core {
     net: Client,
     /// This node's documents and heads as last announced.
     heads: BTreeMap<String, Vec<[u8; 32]>>,
+    /// `heads` prepared for reconciliation (`None`: to rebuild, the heads changed).
+    summary: Option<Arc<Summary>>,
     /// Documents may have changed since `heads` was read.
     dirty: bool,
     /// `heads` holds every document (read once in full, then kept up to date).
@@ -318,21 +323,6 @@ struct Core {
 
 /// Refused sync messages in a row after which a peer is disconnected.
 const MAX_STRIKES: u32 = 16;
-
-fn summary_hash(heads: &BTreeMap<String, Vec<[u8; 32]>>) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for (doc, hs) in heads {
-        let mut hs = hs.clone();
-        hs.sort();
-        h.update((doc.len() as u64).to_be_bytes());
-        h.update(doc.as_bytes());
-        h.update((hs.len() as u64).to_be_bytes());
-        for x in hs {
-            h.update(x);
-        }
-    }
-    h.finalize().into()
-}
 
 impl Core {
     /// Re-reads the heads of the documents saved since the last call (all of them the first
@@ -374,6 +364,9 @@ impl Core {
                     }
                 }
             }
+        }
+        if !changed.is_empty() {
+            self.summary = None;
         }
         for batch in changed.chunks(protocol::ANNOUNCE_BATCH) {
             tracing::debug!(docs = batch.len(), "announcing changed documents");
@@ -491,32 +484,28 @@ impl Core {
             return Ok(());
         };
         match request {
-            Request::Summary { hash, .. } => {
-                if self.dirty {
-                    self.refresh().await?;
+            Request::Recon { ranges } => {
+                let whole = ranges
+                    .first()
+                    .is_some_and(|r| r.lower.is_empty() && r.upper.is_none());
+                let mine = self.summary().await?;
+                match recon::answer(&mine, &ranges) {
+                    Ok(answers) => {
+                        // The peer's summary differs from ours: compare from this side
+                        // too (the peer offers only the accounts we replicate), unless a
+                        // comparison with it is already running.
+                        let differ = whole && !matches!(answers.first(), Some(ReconAnswer::Same));
+                        self.net.respond(channel, Response::Recon { answers });
+                        if differ && !self.pulling.contains(&peer) {
+                            self.pull(peer).await?;
+                        }
+                    }
+                    Err(e) => {
+                        self.strike(peer);
+                        tracing::warn!(%peer, error = %e, "rejected a reconciliation request");
+                        self.net.respond(channel, reject(e.to_string()));
+                    }
                 }
-                let same = hash == summary_hash(&self.heads);
-                self.net.respond(channel, Response::Summary { same });
-                if !same {
-                    self.pull(peer).await?;
-                }
-            }
-            Request::List { after } => {
-                if self.dirty {
-                    self.refresh().await?;
-                }
-                let from = match &after {
-                    Some(a) => std::ops::Bound::Excluded(a.clone()),
-                    None => std::ops::Bound::Unbounded,
-                };
-                let mut it = self.heads.range((from, std::ops::Bound::Unbounded));
-                let entries: Vec<_> = it
-                    .by_ref()
-                    .take(LIST_PAGE)
-                    .map(|(d, h)| (d.clone(), h.clone()))
-                    .collect();
-                let more = it.next().is_some();
-                self.net.respond(channel, Response::List { entries, more });
             }
             Request::Blobs { ids } => {
                 let resp = self.replica.call(move |r| blobs_answer(r, &ids)).await??;
@@ -720,11 +709,8 @@ impl Core {
             self.pull_again.insert(peer);
             return Ok(());
         }
-        if self.dirty {
-            self.refresh().await?;
-        }
+        let mine = self.summary().await?;
         self.pulling.insert(peer);
-        let mine = self.heads.clone();
         let net = self.net.clone();
         let internal = self.internal.clone();
         tokio::spawn(async move {
