@@ -4,10 +4,14 @@
 
 #[path = "../examples/modelcheck/check.rs"]
 mod check;
+#[path = "../examples/modelcheck/memo.rs"]
+mod memo;
 #[path = "../examples/modelcheck/model.rs"]
 mod model;
 #[path = "../examples/modelcheck/props.rs"]
 mod props;
+#[path = "../examples/modelcheck/step.rs"]
+mod step;
 #[path = "../examples/modelcheck/trace.rs"]
 mod trace;
 #[path = "../examples/modelcheck/world.rs"]
@@ -28,6 +32,7 @@ fn small(causal: bool) -> Config {
         mailbox_race: false,
         causal,
         segment_capacity: 16_384,
+        memo: true,
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Outcome {
     pub counterexample: Option<(&'static str, String)>,
     /// Every `sometimes` property and whether a state showed it.
     pub reached: Vec<(&'static str, bool)>,
+    /// Kernel steps taken from the step cache, and run (the cache's size).
+    pub memo_hits: u64,
+    pub memo_misses: u64,
 }
 
 /// Explores every state within the bounds (stopping at the first broken property).
@@ -84,7 +87,10 @@ pub fn run(cfg: Config, search: &Search) -> Result<Outcome, String> {
             }
         }
     }
+    let memo = &checker.model().memo;
     Ok(Outcome {
+        memo_hits: memo.hits.load(std::sync::atomic::Ordering::Relaxed),
+        memo_misses: memo.misses.load(std::sync::atomic::Ordering::Relaxed),
         states: checker.state_count(),
         unique: checker.unique_state_count(),
         max_depth: checker.max_depth(),

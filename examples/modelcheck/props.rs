@@ -165,15 +165,17 @@ pub fn check_quiescent(mc: &Mc, d: &mut Desc, mat: &Mat) {
     // The digests too (they hash the real GUIDs and blobs), through `status`.
     let mut digests = Vec::new();
     for (i, s) in mat.snaps.iter().enumerate() {
-        let st = s
-            .open(&mc.opts)
-            .and_then(|(_, mut r)| r.status(&world::account()).map_err(|e| e.to_string()));
-        match st {
-            Ok(st) => digests.push(
-                st.into_iter()
-                    .map(|s| (s.name, s.uidvalidity, s.uidnext, s.messages, s.digest))
-                    .collect::<Vec<_>>(),
-            ),
+        let st = mc.memo.status(s, || {
+            let (_, mut r) = s.open(&mc.opts)?;
+            let st = r.status(&world::account()).map_err(|e| e.to_string())?;
+            let st: Vec<_> = st
+                .into_iter()
+                .map(|s| (s.name, s.uidvalidity, s.uidnext, s.messages, s.digest))
+                .collect();
+            Ok(format!("{st:?}"))
+        });
+        match &*st {
+            Ok(st) => digests.push(st.clone()),
             Err(e) => found.push((PROP_KERNEL, format!("node {}: {e}", letter(i)))),
         }
     }

@@ -12,6 +12,7 @@ use dovetail::crdt::view::MailboxMeta;
 use dovetail::model::{AccountName, BlobId, Guid, MailboxId, NodeId};
 use dovetail::node::{Options, Replica};
 use dovetail::store::{tables, DocMeta, Kv, MemKv, Tx};
+use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub fn body(m: &str) -> Vec<u8> {
 pub struct Snap {
     main: BTreeMap<Vec<u8>, Vec<u8>>,
     blobs: BTreeMap<[u8; 32], Vec<u8>>,
+    /// SHA-256 of every key, value and blob: the store's identity for the step cache.
+    pub hash: [u8; 32],
 }
 
 impl Snap {
@@ -68,7 +71,22 @@ impl Snap {
                 blobs.insert(*id, b.clone());
             }
         }
-        Ok(Snap { main, blobs })
+        let mut h = Sha256::new();
+        for (k, v) in &main {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k);
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v);
+        }
+        h.update(b"blobs");
+        for id in blobs.keys() {
+            h.update(id);
+        }
+        Ok(Snap {
+            main,
+            blobs,
+            hash: h.finalize().into(),
+        })
     }
 
     /// A fresh store holding this snapshot, and the replica opened on it (a restart).
@@ -95,6 +113,18 @@ impl Snap {
 pub struct Payload {
     pub doc: Vec<u8>,
     pub blobs: Vec<(BlobId, Vec<u8>)>,
+    /// SHA-256 of the document and the blob ids (a blob id is its content's hash).
+    pub hash: [u8; 32],
+}
+
+impl Payload {
+    pub fn new(doc: Vec<u8>, blobs: Vec<(BlobId, Vec<u8>)>) -> Payload {
+        let ids: Vec<&[u8]> = blobs.iter().map(|(id, _)| id.0.as_slice()).collect();
+        let mut parts: Vec<&[u8]> = vec![&doc];
+        parts.extend(ids);
+        let hash = crate::memo::digest(&parts);
+        Payload { doc, blobs, hash }
+    }
 }
 
 /// What a change is, without GUIDs, hashes or node keys: the same text on every path that
