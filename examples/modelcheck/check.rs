@@ -33,6 +33,7 @@ pub struct Outcome {
     /// Kernel steps taken from the step cache, and run (the cache's size).
     pub memo_hits: u64,
     pub memo_misses: u64,
+    pub memo_fresh: u64,
 }
 
 /// Explores every state within the bounds (stopping at the first broken property).
@@ -91,6 +92,7 @@ pub fn run(cfg: Config, search: &Search) -> Result<Outcome, String> {
     Ok(Outcome {
         memo_hits: memo.hits.load(std::sync::atomic::Ordering::Relaxed),
         memo_misses: memo.misses.load(std::sync::atomic::Ordering::Relaxed),
+        memo_fresh: memo.fresh.load(std::sync::atomic::Ordering::Relaxed),
         states: checker.state_count(),
         unique: checker.unique_state_count(),
         max_depth: checker.max_depth(),

@@ -83,8 +83,10 @@ fn main() -> anyhow::Result<()> {
         out.time.as_secs_f64()
     );
     println!(
-        "kernel steps: {} run, {} from the step cache",
-        out.memo_misses, out.memo_hits
+        "kernel steps: {} run ({:.1} MB of store written), {} from the step cache",
+        out.memo_misses,
+        out.memo_fresh as f64 / 1e6,
+        out.memo_hits
     );
     for (p, ok) in &out.reached {
         println!("  {} {p}", if *ok { "reached" } else { "NOT reached" });

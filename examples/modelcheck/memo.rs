@@ -27,11 +27,11 @@ pub type Digest = [u8; 32];
 pub struct Effect {
     pub snap: Arc<Snap>,
     pub heads: Arc<Heads>,
-    pub docs: BTreeMap<String, BTreeSet<Lbl>>,
-    pub pending: BTreeSet<Lbl>,
-    pub applied: BTreeMap<String, Vec<u64>>,
-    pub homeless: BTreeMap<String, Vec<(Lbl, usize)>>,
-    pub view: Vec<MbView>,
+    pub docs: Arc<BTreeMap<String, BTreeSet<Lbl>>>,
+    pub pending: Arc<BTreeSet<Lbl>>,
+    pub applied: Arc<BTreeMap<String, Vec<u64>>>,
+    pub homeless: Arc<BTreeMap<String, Vec<(Lbl, usize)>>>,
+    pub view: Arc<Vec<MbView>>,
     /// Every change of the documents that moved, labelled: another path reaching the same
     /// store may not have labelled them yet.
     pub infos: Vec<(Digest, Arc<ChangeInfo>)>,
@@ -49,6 +49,8 @@ pub struct Memo {
     /// Kernel steps taken from the cache, and run.
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    /// Store bytes the steps run wrote (not shared with the store they started from).
+    pub fresh: AtomicU64,
 }
 
 impl Memo {
@@ -89,8 +91,14 @@ impl Memo {
     ) -> Arc<Result<Effect, String>> {
         let key = digest(&[&snap.hash, &node.to_le_bytes(), op.as_bytes()]);
         let (v, hit) = self.get(&self.steps, key, f);
-        let n = if hit { &self.hits } else { &self.misses };
-        n.fetch_add(1, Ordering::Relaxed);
+        if hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            if let Ok(e) = &*v {
+                self.fresh.fetch_add(e.snap.fresh as u64, Ordering::Relaxed);
+            }
+        }
         v
     }
 

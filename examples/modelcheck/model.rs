@@ -96,19 +96,21 @@ pub struct Hist {
     pub name_uv: BTreeMap<String, u32>,
 }
 
-/// One node, described.
+/// One node, described. Every part is behind an `Arc`: a step changes one node, so the
+/// other nodes' parts are shared between a state and its successors, and the parts read
+/// back from a store are shared with the step cache (memory limits the larger bounds).
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
 pub struct NodeDesc {
     /// Per document id, the changes it holds.
-    pub docs: BTreeMap<String, BTreeSet<Lbl>>,
+    pub docs: Arc<BTreeMap<String, BTreeSet<Lbl>>>,
     /// Changes held but not applied to the view (waiting for a dependency).
-    pub pending: BTreeSet<Lbl>,
+    pub pending: Arc<BTreeSet<Lbl>>,
     /// Per mailbox, its applied clock (per node).
-    pub applied: BTreeMap<String, Vec<u64>>,
-    pub view: Vec<MbView>,
+    pub applied: Arc<BTreeMap<String, Vec<u64>>>,
+    pub view: Arc<Vec<MbView>>,
     /// Per mailbox, the homeless messages and the node that made each one's greatest claim.
-    pub homeless: BTreeMap<String, Vec<(Lbl, usize)>>,
-    pub hist: Hist,
+    pub homeless: Arc<BTreeMap<String, Vec<(Lbl, usize)>>>,
+    pub hist: Arc<Hist>,
 }
 
 /// Operations used of each bound.
@@ -313,7 +315,7 @@ impl Mc {
             },
         };
         for (i, kv) in kvs.iter().enumerate() {
-            mat.snaps.push(Arc::new(Snap::of(kv, &mat.bodies)?));
+            mat.snaps.push(Arc::new(Snap::of(kv, &mat.bodies, None)?));
             mat.heads.push(Arc::default());
             let mut r = mat.snaps[i].open(&mc.opts)?;
             let e = mc.read(&d, &mat, i, &mut r, None, Vec::new())?;
@@ -345,7 +347,7 @@ impl stateright::Model for Mc {
         let u = &d.used;
         for (i, n) in d.nodes.iter().enumerate() {
             if u.appends < c.appends {
-                for m in &n.view {
+                for m in n.view.iter() {
                     if m.name == "INBOX" || m.name == RACED {
                         out.push(Action::Append {
                             node: i,
@@ -354,7 +356,7 @@ impl stateright::Model for Mc {
                     }
                 }
             }
-            for m in &n.view {
+            for m in n.view.iter() {
                 for (_, l, flags) in &m.rows {
                     if u.expunges < c.expunges {
                         out.push(Action::Expunge {
@@ -407,7 +409,7 @@ impl stateright::Model for Mc {
                 if i == j {
                     continue;
                 }
-                for (doc, labels) in &n.docs {
+                for (doc, labels) in n.docs.iter() {
                     let key = (i, j, doc.clone());
                     let theirs = m.docs.get(doc);
                     let news = labels.iter().any(|l| theirs.is_none_or(|t| !t.contains(l)));

@@ -119,13 +119,13 @@ impl Mc {
             });
         }
         Ok(Effect {
-            snap: Arc::new(Snap::of(kv, &mat.bodies)?),
+            snap: Arc::new(Snap::of(kv, &mat.bodies, Some(&mat.snaps[i]))?),
             heads: Arc::new(heads),
-            docs,
-            pending,
-            applied,
-            homeless,
-            view,
+            docs: Arc::new(docs),
+            pending: Arc::new(pending),
+            applied: Arc::new(applied),
+            homeless: Arc::new(homeless),
+            view: Arc::new(view),
             infos,
             guids,
         })
@@ -149,11 +149,11 @@ impl Mc {
             }
         }
         let n = &mut d.nodes[i];
-        n.docs = e.docs.clone();
-        n.pending = e.pending.clone();
-        n.applied = e.applied.clone();
-        n.homeless = e.homeless.clone();
-        n.view = e.view.clone();
+        n.docs = Arc::clone(&e.docs);
+        n.pending = Arc::clone(&e.pending);
+        n.applied = Arc::clone(&e.applied);
+        n.homeless = Arc::clone(&e.homeless);
+        n.view = Arc::clone(&e.view);
         crate::props::check_node(self, d, mat, i);
     }
 

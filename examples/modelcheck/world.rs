@@ -47,28 +47,54 @@ pub fn body(m: &str) -> Vec<u8> {
     format!("From: m@example.org\r\nSubject: {m}\r\n\r\n{m}\r\n").into_bytes()
 }
 
-/// One node's store, frozen: its key-value map and its blobs.
+/// One node's store, frozen: its key-value map and its blobs. Entries are shared with the
+/// snapshot the store was opened from when unchanged (a step rewrites a few entries of a
+/// store; memory, not time, is what limits the larger bounds).
 #[derive(Default)]
 pub struct Snap {
-    main: BTreeMap<Vec<u8>, Vec<u8>>,
-    blobs: BTreeMap<[u8; 32], Vec<u8>>,
+    main: BTreeMap<Arc<[u8]>, Arc<[u8]>>,
+    blobs: BTreeMap<[u8; 32], Arc<[u8]>>,
     /// SHA-256 of every key, value and blob: the store's identity for the step cache.
     pub hash: [u8; 32],
+    /// Bytes this snapshot does not share with the one it came from.
+    pub fresh: usize,
 }
 
 impl Snap {
-    /// Freezes a store. `bodies` are all the blobs that may exist in the model.
-    pub fn of(kv: &MemKv, bodies: &BTreeMap<[u8; 32], Vec<u8>>) -> Result<Snap, String> {
+    /// Freezes a store, sharing what is unchanged with `prev`. `bodies` are all the blobs
+    /// that may exist in the model.
+    pub fn of(
+        kv: &MemKv,
+        bodies: &BTreeMap<[u8; 32], Vec<u8>>,
+        prev: Option<&Snap>,
+    ) -> Result<Snap, String> {
         let mut main = BTreeMap::new();
+        let mut fresh = 0;
         kv.scan(b"", &mut |k, v| {
-            main.insert(k.to_vec(), v.to_vec());
+            let old = prev.and_then(|p| p.main.get_key_value(k));
+            let entry = match old {
+                Some((ok, ov)) if **ov == *v => (Arc::clone(ok), Arc::clone(ov)),
+                Some((ok, _)) => {
+                    fresh += v.len();
+                    (Arc::clone(ok), Arc::from(v))
+                }
+                None => {
+                    fresh += k.len() + v.len();
+                    (Arc::from(k), Arc::from(v))
+                }
+            };
+            main.insert(entry.0, entry.1);
             true
         })
         .map_err(|e| e.to_string())?;
         let mut blobs = BTreeMap::new();
         for (id, b) in bodies {
             if kv.blob_has(id).map_err(|e| e.to_string())? {
-                blobs.insert(*id, b.clone());
+                let b = match prev.and_then(|p| p.blobs.get(id)) {
+                    Some(old) => Arc::clone(old),
+                    None => Arc::from(b.as_slice()),
+                };
+                blobs.insert(*id, b);
             }
         }
         let mut h = Sha256::new();
@@ -86,6 +112,7 @@ impl Snap {
             main,
             blobs,
             hash: h.finalize().into(),
+            fresh,
         })
     }
 
@@ -95,7 +122,7 @@ impl Snap {
         let batch = self
             .main
             .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .map(|(k, v)| (k.to_vec(), Some(v.to_vec())))
             .collect();
         kv.apply(batch).map_err(|e| e.to_string())?;
         for (id, b) in &self.blobs {
