@@ -57,12 +57,7 @@ impl Mc {
                     if info.name_op {
                         info.knew = before
                             .iter()
-                            .filter(|l| {
-                                names
-                                    .changes
-                                    .values()
-                                    .any(|c| c.name_op && c.label == **l)
-                            })
+                            .filter(|l| names.changes.values().any(|c| c.name_op && c.label == **l))
                             .cloned()
                             .collect();
                     }
@@ -136,7 +131,10 @@ impl Mc {
     pub(crate) fn apply(&self, d: &mut Desc, mat: &mut Mat, i: usize, e: &Effect) {
         mat.snaps[i] = Arc::clone(&e.snap);
         mat.heads[i] = Arc::clone(&e.heads);
-        if e.infos.iter().any(|(h, _)| !mat.names.changes.contains_key(h)) {
+        if e.infos
+            .iter()
+            .any(|(h, _)| !mat.names.changes.contains_key(h))
+        {
             let m = Arc::make_mut(&mut mat.names.changes);
             for (h, info) in &e.infos {
                 m.entry(*h).or_insert_with(|| Arc::clone(info));
