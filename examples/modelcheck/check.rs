@@ -67,10 +67,16 @@ pub fn run(cfg: Config, search: &Search) -> Result<Outcome, String> {
             );
         }
     }
-    for h in checker.handles() {
-        h.join().map_err(|_| "a checker thread panicked")?;
-    }
     let time = start.elapsed();
+    let complete = search.timeout.is_none_or(|t| time < t);
+    if complete {
+        for h in checker.handles() {
+            h.join().map_err(|_| "a checker thread panicked")?;
+        }
+    }
+    // After a timeout the threads are not joined: stateright closes its job market, but a
+    // thread only stops once its own block of pending states is empty, and with one thread
+    // that is the whole search. The figures are read as they are; `main` then exits.
     let mut counterexample: Option<(&'static str, String, usize)> = None;
     let mut reached = Vec::new();
     let mut discoveries = checker.discoveries();
@@ -97,7 +103,7 @@ pub fn run(cfg: Config, search: &Search) -> Result<Outcome, String> {
         unique: checker.unique_state_count(),
         max_depth: checker.max_depth(),
         time,
-        complete: search.timeout.is_none_or(|t| time < t),
+        complete,
         counterexample: counterexample.map(|(p, t, _)| (p, t)),
         reached,
     })
