@@ -1,13 +1,18 @@
 //! The exhaustive model check of the kernel (`examples/modelcheck`, issue 10) at a bound CI
 //! can afford: every interleaving of two real replicas with two appends, an expunge and two
 //! renumberings. The same model, shared with the example through `#[path]` modules.
+//! (~1 s each in a release build, with the step cache.)
 
 #[path = "../examples/modelcheck/check.rs"]
 mod check;
+#[path = "../examples/modelcheck/memo.rs"]
+mod memo;
 #[path = "../examples/modelcheck/model.rs"]
 mod model;
 #[path = "../examples/modelcheck/props.rs"]
 mod props;
+#[path = "../examples/modelcheck/step.rs"]
+mod step;
 #[path = "../examples/modelcheck/trace.rs"]
 mod trace;
 #[path = "../examples/modelcheck/world.rs"]
@@ -28,6 +33,7 @@ fn small(causal: bool) -> Config {
         mailbox_race: false,
         causal,
         segment_capacity: 16_384,
+        memo: true,
     }
 }
 
@@ -47,11 +53,14 @@ fn every_interleaving_keeps_the_invariants() {
     )
     .expect("model");
     eprintln!(
-        "{} states ({} unique), depth {}, in {:.1} s",
+        "{} states ({} unique), depth {}, in {:.1} s; {} kernel steps run ({} store bytes), {} cached",
         out.states,
         out.unique,
         out.max_depth,
-        out.time.as_secs_f64()
+        out.time.as_secs_f64(),
+        out.memo_misses,
+        out.memo_fresh,
+        out.memo_hits
     );
     assert!(out.complete);
     if let Some((p, trace)) = &out.counterexample {
@@ -63,6 +72,34 @@ fn every_interleaving_keeps_the_invariants() {
     // 639 unique states since a claimant renumbers every homeless message (fewer distinct
     // renumbering outcomes than when each node renumbered only its own): a floor, not a goal.
     assert!(out.unique > 500, "only {} states", out.unique);
+    assert!(out.memo_hits > 0, "the step cache never hit");
+}
+
+/// The step cache (`memo.rs`) only saves work: without it the checker explores exactly the
+/// same states.
+#[test]
+fn the_step_cache_changes_no_state() {
+    let search = Search {
+        threads: 1,
+        dfs: false,
+        timeout: None,
+        progress: false,
+    };
+    let with = run(small(true), &search).expect("model");
+    let without = run(
+        Config {
+            memo: false,
+            ..small(true)
+        },
+        &search,
+    )
+    .expect("model");
+    assert_eq!(
+        (with.states, with.unique, with.max_depth),
+        (without.states, without.unique, without.max_depth)
+    );
+    assert!(with.counterexample.is_none() && without.counterexample.is_none());
+    assert!(with.memo_misses < without.memo_misses / 2);
 }
 
 /// With mailbox-causal delivery off, the checker finds a broken invariant: it can see a

@@ -30,6 +30,10 @@ pub struct Outcome {
     pub counterexample: Option<(&'static str, String)>,
     /// Every `sometimes` property and whether a state showed it.
     pub reached: Vec<(&'static str, bool)>,
+    /// Kernel steps taken from the step cache, and run (the cache's size).
+    pub memo_hits: u64,
+    pub memo_misses: u64,
+    pub memo_fresh: u64,
 }
 
 /// Explores every state within the bounds (stopping at the first broken property).
@@ -63,10 +67,16 @@ pub fn run(cfg: Config, search: &Search) -> Result<Outcome, String> {
             );
         }
     }
-    for h in checker.handles() {
-        h.join().map_err(|_| "a checker thread panicked")?;
-    }
     let time = start.elapsed();
+    let complete = search.timeout.is_none_or(|t| time < t);
+    if complete {
+        for h in checker.handles() {
+            h.join().map_err(|_| "a checker thread panicked")?;
+        }
+    }
+    // After a timeout the threads are not joined: stateright closes its job market, but a
+    // thread only stops once its own block of pending states is empty, and with one thread
+    // that is the whole search. The figures are read as they are; `main` then exits.
     let mut counterexample: Option<(&'static str, String, usize)> = None;
     let mut reached = Vec::new();
     let mut discoveries = checker.discoveries();
@@ -84,12 +94,16 @@ pub fn run(cfg: Config, search: &Search) -> Result<Outcome, String> {
             }
         }
     }
+    let memo = &checker.model().memo;
     Ok(Outcome {
+        memo_hits: memo.hits.load(std::sync::atomic::Ordering::Relaxed),
+        memo_misses: memo.misses.load(std::sync::atomic::Ordering::Relaxed),
+        memo_fresh: memo.fresh.load(std::sync::atomic::Ordering::Relaxed),
         states: checker.state_count(),
         unique: checker.unique_state_count(),
         max_depth: checker.max_depth(),
         time,
-        complete: search.timeout.is_none_or(|t| time < t),
+        complete,
         counterexample: counterexample.map(|(p, t, _)| (p, t)),
         reached,
     })

@@ -8,8 +8,10 @@
 //! "Exhaustive model check", for what is modelled and the figures.
 
 mod check;
+mod memo;
 mod model;
 mod props;
+mod step;
 mod trace;
 mod world;
 
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: modelcheck [--nodes N] [--appends A] [--expunges E] [--flags F]
        [--renumbers R] [--dups D] [--atomic-sync] [--segment-capacity S] [--mailbox-race]
-       [--no-causal]
+       [--no-causal] [--no-memo]
        [--threads T] [--dfs] [--timeout SECS]";
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             "--mailbox-race" => cfg.mailbox_race = true,
             "--atomic-sync" => cfg.in_flight = false,
             "--no-causal" => cfg.causal = false,
+            "--no-memo" => cfg.memo = false,
             "--dfs" => search.dfs = true,
             "--timeout" => search.timeout = Some(Duration::from_secs(num("--timeout")?)),
             "-h" | "--help" => {
@@ -78,6 +81,12 @@ fn main() -> anyhow::Result<()> {
         out.unique,
         out.max_depth,
         out.time.as_secs_f64()
+    );
+    println!(
+        "kernel steps: {} run ({:.1} MB of store written), {} from the step cache",
+        out.memo_misses,
+        out.memo_fresh as f64 / 1e6,
+        out.memo_hits
     );
     for (p, ok) in &out.reached {
         println!("  {} {p}", if *ok { "reached" } else { "NOT reached" });

@@ -6,13 +6,14 @@
 //! one per sender, receiver and document: a later message of the same document carries a
 //! superset); the operations used of each bound. Two paths that reach the same description
 //! are one state. The real stores that go with a state ([`Mat`]) ride along without being
-//! hashed: every action re-opens the replicas it touches from them and runs the real
-//! operation (`Replica::append`, `sync_receive`, `renumber_after`...).
+//! hashed: every action re-opens the replica it touches from them and runs the real
+//! operation (`Replica::append`, `sync_receive`, `renumber_after`...), in `step`, through
+//! the step cache of `memo`.
 
-use crate::world::{self, letter, AFact, ChangeInfo, Lbl, Names, Payload, Snap, NOW};
-use dovetail::crdt::view::MailboxMeta;
-use dovetail::model::{BlobId, Flag, FlagSet, MailboxName, UidSet};
-use dovetail::node::{FlagOp, NewMessage, Options, Replica};
+use crate::memo::Memo;
+use crate::step::mbname;
+use crate::world::{self, AFact, ChangeInfo, Lbl, Names, Payload, Snap, NOW};
+use dovetail::node::{Options, Replica};
 use dovetail::store::MemKv;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -42,6 +43,9 @@ pub struct Config {
     /// Mailbox-causal delivery in the kernel (`--no-causal` turns it off).
     pub causal: bool,
     pub segment_capacity: u64,
+    /// Memoize kernel steps by the exact bytes of the store (`--no-memo` turns it off,
+    /// to measure what it saves).
+    pub memo: bool,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             mailbox_race: false,
             causal: true,
             segment_capacity: 16_384,
+            memo: true,
         }
     }
 }
@@ -91,19 +96,21 @@ pub struct Hist {
     pub name_uv: BTreeMap<String, u32>,
 }
 
-/// One node, described.
+/// One node, described. Every part is behind an `Arc`: a step changes one node, so the
+/// other nodes' parts are shared between a state and its successors, and the parts read
+/// back from a store are shared with the step cache (memory limits the larger bounds).
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq)]
 pub struct NodeDesc {
     /// Per document id, the changes it holds.
-    pub docs: BTreeMap<String, BTreeSet<Lbl>>,
+    pub docs: Arc<BTreeMap<String, BTreeSet<Lbl>>>,
     /// Changes held but not applied to the view (waiting for a dependency).
-    pub pending: BTreeSet<Lbl>,
+    pub pending: Arc<BTreeSet<Lbl>>,
     /// Per mailbox, its applied clock (per node).
-    pub applied: BTreeMap<String, Vec<u64>>,
-    pub view: Vec<MbView>,
+    pub applied: Arc<BTreeMap<String, Vec<u64>>>,
+    pub view: Arc<Vec<MbView>>,
     /// Per mailbox, the homeless messages and the node that made each one's greatest claim.
-    pub homeless: BTreeMap<String, Vec<(Lbl, usize)>>,
-    pub hist: Hist,
+    pub homeless: Arc<BTreeMap<String, Vec<(Lbl, usize)>>>,
+    pub hist: Arc<Hist>,
 }
 
 /// Operations used of each bound.
@@ -224,6 +231,8 @@ pub enum Action {
 /// The model checker's model.
 pub struct Mc {
     pub cfg: Config,
+    /// The step cache (`memo`).
+    pub memo: Memo,
     pub opts: Options,
     init: State,
 }
@@ -238,7 +247,7 @@ pub const PROP_INV7: &str = "inv 7: no lost flag update";
 pub const PROP_INV1: &str = "inv 1: convergence at quiescence";
 pub const PROP_INV5: &str = "inv 5: no message lost or duplicated at quiescence";
 
-fn kernel<T>(r: Result<T, dovetail::node::NodeError>) -> Result<T, String> {
+pub fn kernel<T>(r: Result<T, dovetail::node::NodeError>) -> Result<T, String> {
     r.map_err(|e| e.to_string())
 }
 
@@ -297,6 +306,7 @@ impl Mc {
             ..Desc::default()
         };
         let mut mc = Mc {
+            memo: Memo::new(cfg.memo),
             cfg,
             opts,
             init: State {
@@ -305,10 +315,11 @@ impl Mc {
             },
         };
         for (i, kv) in kvs.iter().enumerate() {
-            mat.snaps.push(Arc::new(Snap::of(kv, &mat.bodies)?));
+            mat.snaps.push(Arc::new(Snap::of(kv, &mat.bodies, None)?));
             mat.heads.push(Arc::default());
             let mut r = mat.snaps[i].open(&mc.opts)?;
-            mc.refresh(&mut d, &mut mat, i, &mut r, None)?;
+            let e = mc.read(&d, &mat, i, &mut r, None, Vec::new())?;
+            mc.apply(&mut d, &mut mat, i, &e);
         }
         mc.init = State {
             d,
@@ -316,270 +327,6 @@ impl Mc {
         };
         Ok(mc)
     }
-
-    /// Reads node `i`'s replica back into the description (labelling the changes a local
-    /// operation made), checks the invariants on it, and freezes its store.
-    fn refresh(
-        &self,
-        d: &mut Desc,
-        mat: &mut Mat,
-        i: usize,
-        (kv, r): &mut (MemKv, Replica),
-        made_by: Option<&Action>,
-    ) -> Result<(), String> {
-        let before: BTreeSet<Lbl> = d.nodes[i].docs.values().flatten().cloned().collect();
-        let (heads, changed) = world::changed_docs(kv, &mat.heads[i])?;
-        let mut docs: BTreeMap<String, BTreeSet<Lbl>> = d.nodes[i]
-            .docs
-            .iter()
-            .filter(|(doc, _)| mat.heads[i].get(*doc) == heads.get(*doc))
-            .map(|(doc, l)| (doc.clone(), l.clone()))
-            .collect();
-        for (doc, c) in changed {
-            let h = world::hash_of(&c);
-            let info = match mat.names.changes.get(&h) {
-                Some(info) => Arc::clone(info),
-                None => {
-                    let mut info = mat.names.label(&c, &doc)?;
-                    info.name_op = match made_by {
-                        Some(Action::Delete { .. } | Action::Create { .. }) => {
-                            info.mailbox.is_none()
-                        }
-                        Some(Action::Append { mailbox, .. }) => mailbox == RACED,
-                        _ => false,
-                    };
-                    if info.name_op {
-                        info.knew = before
-                            .iter()
-                            .filter(|l| {
-                                mat.names
-                                    .changes
-                                    .values()
-                                    .any(|c| c.name_op && c.label == **l)
-                            })
-                            .cloned()
-                            .collect();
-                    }
-                    let info = Arc::new(info);
-                    Arc::make_mut(&mut mat.names.changes).insert(h, Arc::clone(&info));
-                    info
-                }
-            };
-            docs.entry(doc).or_default().insert(info.label.clone());
-        }
-        mat.heads[i] = Arc::new(heads);
-        let pending: BTreeSet<Lbl> = world::pending(kv)?
-            .iter()
-            .filter_map(|h| mat.names.changes.get(h).map(|c| c.label.clone()))
-            .collect();
-        let metas = world::mailbox_metas(kv)?;
-        let mut applied = BTreeMap::new();
-        let mut homeless = BTreeMap::new();
-        for (id, m) in &metas {
-            let mb = mat.names.mailbox(id);
-            applied.insert(mb.clone(), self.clock(mat, m));
-            let h: Vec<(Lbl, usize)> = m
-                .homeless
-                .iter()
-                .map(|(g, h)| {
-                    let l = mat
-                        .names
-                        .guids
-                        .get(g)
-                        .cloned()
-                        .unwrap_or_else(|| "?".into());
-                    (l, mat.names.node_index(&h.op.node).unwrap_or(usize::MAX))
-                })
-                .collect();
-            if !h.is_empty() {
-                homeless.insert(mb, h);
-            }
-        }
-        let mut view = Vec::new();
-        for s in kernel(r.status(&world::account()))? {
-            let rows = kernel(r.list(&world::account(), &mbname(&s.name)))?
-                .into_iter()
-                .map(|(u, row)| {
-                    let l = mat
-                        .names
-                        .guids
-                        .get(&row.guid)
-                        .cloned()
-                        .unwrap_or_else(|| "?".into());
-                    let f = row.flags.iter().map(|f| f.as_str().to_string()).collect();
-                    (u.get(), l, f)
-                })
-                .collect();
-            view.push(MbView {
-                id: mat.names.mailbox(&s.id),
-                name: s.name,
-                uv: s.uidvalidity,
-                uidnext: s.uidnext,
-                rows,
-            });
-        }
-        let n = &mut d.nodes[i];
-        n.docs = docs;
-        n.pending = pending;
-        n.applied = applied;
-        n.homeless = homeless;
-        n.view = view;
-        mat.snaps[i] = Arc::new(Snap::of(kv, &mat.bodies)?);
-        crate::props::check_node(self, d, mat, i);
-        Ok(())
-    }
-
-    fn clock(&self, mat: &Mat, m: &MailboxMeta) -> Vec<u64> {
-        mat.names
-            .nodes
-            .iter()
-            .map(|n| m.applied.get(n).copied().unwrap_or(0))
-            .collect()
-    }
-
-    /// Node `from`'s document `doc` as it is now, with every blob `from` has.
-    fn payload(&self, mat: &Mat, from: usize, doc: &str) -> Result<Payload, String> {
-        let (kv, _) = mat.snaps[from].open(&self.opts)?;
-        let bytes = world::save_doc(&kv, doc)?.ok_or("sending a missing document")?;
-        let mut blobs = Vec::new();
-        for (id, b) in mat.bodies.iter() {
-            if dovetail::store::Kv::blob_has(&kv, id).map_err(|e| e.to_string())? {
-                blobs.push((BlobId(*id), b.clone()));
-            }
-        }
-        Ok(Payload { doc: bytes, blobs })
-    }
-
-    /// Runs `a` on the real replicas.
-    fn step(&self, d: &mut Desc, mat: &mut Mat, a: &Action) -> Result<(), String> {
-        let acct = world::account();
-        match a {
-            Action::Send { from, to, doc } => {
-                let payload = self.payload(mat, *from, doc)?;
-                let labels = d.nodes[*from].docs.get(doc).cloned().unwrap_or_default();
-                d.net.insert((*from, *to, doc.clone()), labels);
-                mat.net.insert((*from, *to, doc.clone()), Arc::new(payload));
-                return Ok(());
-            }
-            Action::Sync { from, to, doc } => {
-                let payload = self.payload(mat, *from, doc)?;
-                let mut r = mat.snaps[*to].open(&self.opts)?;
-                world::deliver(&mut r.1, &mat.names.nodes[*from], doc, &payload)?;
-                return self.refresh(d, mat, *to, &mut r, Some(a));
-            }
-            Action::Deliver { from, to, doc, dup } => {
-                let key = (*from, *to, doc.clone());
-                let payload = mat.net.get(&key).cloned().ok_or("no such message")?;
-                if *dup {
-                    d.used.dups += 1;
-                } else {
-                    d.net.remove(&key);
-                    mat.net.remove(&key);
-                }
-                let mut r = mat.snaps[*to].open(&self.opts)?;
-                world::deliver(&mut r.1, &mat.names.nodes[*from], doc, &payload)?;
-                return self.refresh(d, mat, *to, &mut r, Some(a));
-            }
-            _ => {}
-        }
-        let node = match a {
-            Action::Append { node, .. }
-            | Action::Expunge { node, .. }
-            | Action::Flag { node, .. }
-            | Action::Renumber { node, .. }
-            | Action::Restart { node }
-            | Action::Delete { node }
-            | Action::Create { node } => *node,
-            Action::Send { .. } | Action::Deliver { .. } | Action::Sync { .. } => {
-                unreachable!("handled above")
-            }
-        };
-        let mut r = mat.snaps[node].open(&self.opts)?;
-        let rep = &mut r.1;
-        match a {
-            Action::Append { mailbox, .. } => {
-                d.used.appends += 1;
-                d.used.per_node[node] += 1;
-                let label: Lbl = format!("{}{}", letter(node), d.used.per_node[node]).into();
-                let bytes = world::body(&label);
-                let id = BlobId::of(&bytes);
-                Arc::make_mut(&mut mat.bodies).insert(*id.as_bytes(), bytes.clone());
-                let out = kernel(rep.append(
-                    &acct,
-                    &mbname(mailbox),
-                    vec![NewMessage {
-                        name: label.to_string(),
-                        bytes,
-                        flags: FlagSet::new(),
-                        internal_date: NOW,
-                    }],
-                    NOW,
-                ))?;
-                for (_, g) in out {
-                    Arc::make_mut(&mut mat.names.guids).insert(g, label.clone());
-                }
-            }
-            Action::Expunge { msg, .. } => {
-                d.used.expunges += 1;
-                let (name, uid) = find(&d.nodes[node], msg)?;
-                kernel(rep.expunge(&acct, &mbname(&name), &uid_set(uid), NOW))?;
-            }
-            Action::Flag { msg, flag, add, .. } => {
-                d.used.flags += 1;
-                let (name, uid) = find(&d.nodes[node], msg)?;
-                let f: FlagSet = [Flag::try_from(FLAGS[*flag]).map_err(|e| e.to_string())?]
-                    .into_iter()
-                    .collect();
-                let op = if *add {
-                    FlagOp::Add(f)
-                } else {
-                    FlagOp::Remove(f)
-                };
-                kernel(rep.store_flags(&acct, &mbname(&name), &uid_set(uid), &op, NOW))?;
-            }
-            Action::Renumber { grace_over, .. } => {
-                d.used.renumbers += 1;
-                let grace = if *grace_over { 0 } else { i64::MAX };
-                kernel(rep.renumber_after(NOW, grace))?;
-            }
-            Action::Restart { .. } => {
-                kernel(rep.deliver_all(NOW))?;
-            }
-            Action::Delete { .. } => {
-                d.used.deletes += 1;
-                kernel(rep.delete_mailbox(&acct, &mbname(RACED), NOW))?;
-            }
-            Action::Create { .. } => {
-                d.used.creates += 1;
-                kernel(rep.create_mailbox(&acct, &mbname(RACED)))?;
-            }
-            Action::Send { .. } | Action::Deliver { .. } | Action::Sync { .. } => {
-                unreachable!("handled above")
-            }
-        }
-        self.refresh(d, mat, node, &mut r, Some(a))
-    }
-}
-
-pub fn mbname(s: &str) -> MailboxName {
-    MailboxName::try_from(s).expect("valid mailbox name")
-}
-
-fn uid_set(uid: u32) -> UidSet {
-    UidSet::try_from(uid.to_string().as_str()).expect("a UID is a UID set")
-}
-
-/// Where node `n` shows message `msg`: its mailbox name and UID.
-fn find(n: &NodeDesc, msg: &Lbl) -> Result<(String, u32), String> {
-    n.view
-        .iter()
-        .find_map(|m| {
-            m.rows
-                .iter()
-                .find(|(_, l, _)| l == msg)
-                .map(|(u, _, _)| (m.name.clone(), *u))
-        })
-        .ok_or_else(|| format!("{msg} is not shown"))
 }
 
 impl stateright::Model for Mc {
@@ -600,7 +347,7 @@ impl stateright::Model for Mc {
         let u = &d.used;
         for (i, n) in d.nodes.iter().enumerate() {
             if u.appends < c.appends {
-                for m in &n.view {
+                for m in n.view.iter() {
                     if m.name == "INBOX" || m.name == RACED {
                         out.push(Action::Append {
                             node: i,
@@ -609,7 +356,7 @@ impl stateright::Model for Mc {
                     }
                 }
             }
-            for m in &n.view {
+            for m in n.view.iter() {
                 for (_, l, flags) in &m.rows {
                     if u.expunges < c.expunges {
                         out.push(Action::Expunge {
@@ -662,7 +409,7 @@ impl stateright::Model for Mc {
                 if i == j {
                     continue;
                 }
-                for (doc, labels) in &n.docs {
+                for (doc, labels) in n.docs.iter() {
                     let key = (i, j, doc.clone());
                     let theirs = m.docs.get(doc);
                     let news = labels.iter().any(|l| theirs.is_none_or(|t| !t.contains(l)));

@@ -12,6 +12,7 @@ use crate::model::{
 use crate::world::{self, letter, AFact, Lbl};
 use stateright::Property;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 fn violate(d: &mut Desc, prop: &'static str, what: String) {
     d.violations.entry(prop).or_insert(what);
@@ -20,7 +21,7 @@ fn violate(d: &mut Desc, prop: &'static str, what: String) {
 /// Invariants 2, 3, 4, 6 and 7 on node `i`, whose view was just read; updates its history.
 pub fn check_node(_mc: &Mc, d: &mut Desc, mat: &Mat, i: usize) {
     let who = letter(i);
-    let mut hist = d.nodes[i].hist.clone();
+    let mut hist = (*d.nodes[i].hist).clone();
     let mut found: Vec<(&'static str, String)> = Vec::new();
     // What the node applied, per the changes themselves (not per its view).
     let mut expunged: BTreeSet<Lbl> = BTreeSet::new();
@@ -47,7 +48,7 @@ pub fn check_node(_mc: &Mc, d: &mut Desc, mat: &Mat, i: usize) {
     }
     hist.expunged.extend(expunged);
     let mut uv_owner = d.uv_owner.clone();
-    for m in &d.nodes[i].view {
+    for m in d.nodes[i].view.iter() {
         let announced = hist.announced.get(&m.id).copied().unwrap_or(1);
         if m.uidnext < announced {
             found.push((
@@ -131,7 +132,7 @@ pub fn check_node(_mc: &Mc, d: &mut Desc, mat: &Mat, i: usize) {
             }
         }
     }
-    d.nodes[i].hist = hist;
+    d.nodes[i].hist = Arc::new(hist);
     d.uv_owner = uv_owner;
     for (p, w) in found {
         violate(d, p, w);
@@ -165,15 +166,17 @@ pub fn check_quiescent(mc: &Mc, d: &mut Desc, mat: &Mat) {
     // The digests too (they hash the real GUIDs and blobs), through `status`.
     let mut digests = Vec::new();
     for (i, s) in mat.snaps.iter().enumerate() {
-        let st = s
-            .open(&mc.opts)
-            .and_then(|(_, mut r)| r.status(&world::account()).map_err(|e| e.to_string()));
-        match st {
-            Ok(st) => digests.push(
-                st.into_iter()
-                    .map(|s| (s.name, s.uidvalidity, s.uidnext, s.messages, s.digest))
-                    .collect::<Vec<_>>(),
-            ),
+        let st = mc.memo.status(s, || {
+            let (_, mut r) = s.open(&mc.opts)?;
+            let st = r.status(&world::account()).map_err(|e| e.to_string())?;
+            let st: Vec<_> = st
+                .into_iter()
+                .map(|s| (s.name, s.uidvalidity, s.uidnext, s.messages, s.digest))
+                .collect();
+            Ok(format!("{st:?}"))
+        });
+        match &*st {
+            Ok(st) => digests.push(st.clone()),
             Err(e) => found.push((PROP_KERNEL, format!("node {}: {e}", letter(i)))),
         }
     }
@@ -203,7 +206,7 @@ pub fn check_quiescent(mc: &Mc, d: &mut Desc, mat: &Mat) {
         }
     }
     let mut shown: BTreeMap<Lbl, usize> = BTreeMap::new();
-    for m in first {
+    for m in first.iter() {
         for (_, l, _) in &m.rows {
             *shown.entry(l.clone()).or_default() += 1;
         }

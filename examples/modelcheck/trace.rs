@@ -66,7 +66,7 @@ pub fn action(names: &Names, a: &Action) -> String {
 /// What node `n` shows, in one line.
 pub fn node(n: &NodeDesc) -> String {
     let mut out = Vec::new();
-    for m in &n.view {
+    for m in n.view.iter() {
         let rows: Vec<String> = m
             .rows
             .iter()
@@ -86,7 +86,7 @@ pub fn node(n: &NodeDesc) -> String {
             m.uidnext
         ));
     }
-    for (mb, h) in &n.homeless {
+    for (mb, h) in n.homeless.iter() {
         let h: Vec<String> = h.iter().map(|(g, _)| g.to_string()).collect();
         out.push(format!("homeless in {mb}: {}", h.join(" ")));
     }

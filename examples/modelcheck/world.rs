@@ -12,6 +12,7 @@ use dovetail::crdt::view::MailboxMeta;
 use dovetail::model::{AccountName, BlobId, Guid, MailboxId, NodeId};
 use dovetail::node::{Options, Replica};
 use dovetail::store::{tables, DocMeta, Kv, MemKv, Tx};
+use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -46,29 +47,73 @@ pub fn body(m: &str) -> Vec<u8> {
     format!("From: m@example.org\r\nSubject: {m}\r\n\r\n{m}\r\n").into_bytes()
 }
 
-/// One node's store, frozen: its key-value map and its blobs.
+/// One node's store, frozen: its key-value map and its blobs. Entries are shared with the
+/// snapshot the store was opened from when unchanged (a step rewrites a few entries of a
+/// store; memory, not time, is what limits the larger bounds).
 #[derive(Default)]
 pub struct Snap {
-    main: BTreeMap<Vec<u8>, Vec<u8>>,
-    blobs: BTreeMap<[u8; 32], Vec<u8>>,
+    main: BTreeMap<Arc<[u8]>, Arc<[u8]>>,
+    blobs: BTreeMap<[u8; 32], Arc<[u8]>>,
+    /// SHA-256 of every key, value and blob: the store's identity for the step cache.
+    pub hash: [u8; 32],
+    /// Bytes this snapshot does not share with the one it came from.
+    pub fresh: usize,
 }
 
 impl Snap {
-    /// Freezes a store. `bodies` are all the blobs that may exist in the model.
-    pub fn of(kv: &MemKv, bodies: &BTreeMap<[u8; 32], Vec<u8>>) -> Result<Snap, String> {
+    /// Freezes a store, sharing what is unchanged with `prev`. `bodies` are all the blobs
+    /// that may exist in the model.
+    pub fn of(
+        kv: &MemKv,
+        bodies: &BTreeMap<[u8; 32], Vec<u8>>,
+        prev: Option<&Snap>,
+    ) -> Result<Snap, String> {
         let mut main = BTreeMap::new();
+        let mut fresh = 0;
         kv.scan(b"", &mut |k, v| {
-            main.insert(k.to_vec(), v.to_vec());
+            let old = prev.and_then(|p| p.main.get_key_value(k));
+            let entry = match old {
+                Some((ok, ov)) if **ov == *v => (Arc::clone(ok), Arc::clone(ov)),
+                Some((ok, _)) => {
+                    fresh += v.len();
+                    (Arc::clone(ok), Arc::from(v))
+                }
+                None => {
+                    fresh += k.len() + v.len();
+                    (Arc::from(k), Arc::from(v))
+                }
+            };
+            main.insert(entry.0, entry.1);
             true
         })
         .map_err(|e| e.to_string())?;
         let mut blobs = BTreeMap::new();
         for (id, b) in bodies {
             if kv.blob_has(id).map_err(|e| e.to_string())? {
-                blobs.insert(*id, b.clone());
+                let b = match prev.and_then(|p| p.blobs.get(id)) {
+                    Some(old) => Arc::clone(old),
+                    None => Arc::from(b.as_slice()),
+                };
+                blobs.insert(*id, b);
             }
         }
-        Ok(Snap { main, blobs })
+        let mut h = Sha256::new();
+        for (k, v) in &main {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k);
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v);
+        }
+        h.update(b"blobs");
+        for id in blobs.keys() {
+            h.update(id);
+        }
+        Ok(Snap {
+            main,
+            blobs,
+            hash: h.finalize().into(),
+            fresh,
+        })
     }
 
     /// A fresh store holding this snapshot, and the replica opened on it (a restart).
@@ -77,7 +122,7 @@ impl Snap {
         let batch = self
             .main
             .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .map(|(k, v)| (k.to_vec(), Some(v.to_vec())))
             .collect();
         kv.apply(batch).map_err(|e| e.to_string())?;
         for (id, b) in &self.blobs {
@@ -95,6 +140,18 @@ impl Snap {
 pub struct Payload {
     pub doc: Vec<u8>,
     pub blobs: Vec<(BlobId, Vec<u8>)>,
+    /// SHA-256 of the document and the blob ids (a blob id is its content's hash).
+    pub hash: [u8; 32],
+}
+
+impl Payload {
+    pub fn new(doc: Vec<u8>, blobs: Vec<(BlobId, Vec<u8>)>) -> Payload {
+        let ids: Vec<&[u8]> = blobs.iter().map(|(id, _)| id.0.as_slice()).collect();
+        let mut parts: Vec<&[u8]> = vec![&doc];
+        parts.extend(ids);
+        let hash = crate::memo::digest(&parts);
+        Payload { doc, blobs, hash }
+    }
 }
 
 /// What a change is, without GUIDs, hashes or node keys: the same text on every path that
