@@ -21,6 +21,7 @@ fn now() -> i64 {
 fn opts(cli: &Cli) -> Options {
     Options {
         max_message_size: cli.max_message_size,
+        memory_budget: cli.memory_budget,
         ..Options::default()
     }
 }
@@ -88,31 +89,13 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         } => append(&cli, account, mailbox, flags.as_deref(), files)?,
         Cmd::List { account, mailbox } => {
             let mut r = open(&cli)?;
-            let rows = r.list(&acct(account)?, &mbox(mailbox)?)?;
-            if cli.json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(u, row)| {
-                        json!({ "uid": u.get(), "guid": row.guid.to_hex(),
-                        "flags": row.flags.iter().map(Flag::as_str).collect::<Vec<_>>(),
-                        "size": row.size, "blob": row.blob.to_hex(),
-                        "internal_date": row.internal_date, "modseq": row.modseq.get() })
-                    })
-                    .collect();
-                print_json(json!(v));
-            } else {
-                let mut out = String::with_capacity(rows.len() * 140);
-                for (u, row) in rows {
-                    out.push_str(&format!(
-                        "{u} {} ({}) {} {}\n",
-                        row.guid,
-                        flag_str(&row.flags),
-                        row.size,
-                        row.blob
-                    ));
-                }
-                print!("{out}");
-            }
+            super::list::list(
+                &mut r,
+                &acct(account)?,
+                &mbox(mailbox)?,
+                cli.json,
+                std::io::stdout().lock(),
+            )?;
         }
         Cmd::Fetch {
             account,

@@ -21,7 +21,7 @@ pub use message::{check_message, NewMessage};
 pub use netx::doc_account;
 pub use offline::{sync_pair, SyncReport};
 pub use ops::{FlagOp, MailboxStatus};
-pub use replica::{Options, Replica};
+pub use replica::{Options, Replica, DEFAULT_MEMORY_BUDGET};
 
 use crate::crdt::CrdtError;
 use crate::model::ModelError;
