@@ -40,31 +40,42 @@ pub struct Run {
     pub maxrss_mib: f64,
 }
 
-/// Runs `cmd` to completion (stdout to `out` or discarded); wall time, CPU and peak RSS.
+/// Runs `cmd` to completion (stdout to `out` or discarded) under `/usr/bin/time`: wall
+/// time, CPU and peak RSS. (`wait4`'s `ru_maxrss` of a direct child would count this
+/// process's own RSS, which the child has until its `exec`.)
 pub fn measure(cmd: &mut Command, out: Option<&Path>) -> Result<Run> {
+    let stats = bench_root().join("time.out");
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%e %U %S %M", "-o"])
+        .arg(&stats)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     match out {
-        Some(p) => cmd.stdout(std::fs::File::create(p)?),
-        None => cmd.stdout(Stdio::null()),
+        Some(p) => timed.stdout(std::fs::File::create(p)?),
+        None => timed.stdout(Stdio::null()),
     };
     let t = Instant::now();
-    let child = cmd.spawn()?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value to be overwritten by wait4.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our child's; status and ru are valid for writes.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let st = timed.status()?;
     let secs = t.elapsed().as_secs_f64();
-    if pid < 0 {
-        bail!("wait4: {}", std::io::Error::last_os_error());
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
     }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        bail!("{cmd:?} failed: status {status:#x}");
+    let s = std::fs::read_to_string(&stats)?;
+    let f: Vec<f64> = s
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if f.len() != 4 {
+        bail!("unexpected /usr/bin/time output {s:?}");
     }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Run {
         secs,
-        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-        maxrss_mib: ru.ru_maxrss as f64 / 1024.0,
+        cpu: f[1] + f[2],
+        maxrss_mib: f[3] / 1024.0,
     })
 }
 
@@ -129,7 +140,7 @@ pub fn scen_cli_list(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
             pass: median(&t) <= target * 1e3,
         });
     }
-    rm(&out)?;
+    std::fs::remove_file(&out)?;
     Ok(())
 }
 

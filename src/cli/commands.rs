@@ -193,8 +193,13 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     );
                 }
             }
-            let mut a = Replica::open(dir_a, opts(&cli))?;
-            let mut b = Replica::open(dir_b, opts(&cli))?;
+            // Two replicas in one process: each gets half of the budget.
+            let half = Options {
+                memory_budget: cli.memory_budget / 2,
+                ..opts(&cli)
+            };
+            let mut a = Replica::open(dir_a, half.clone())?;
+            let mut b = Replica::open(dir_b, half)?;
             let rep = sync_pair(&mut a, &mut b, now())?;
             if cli.json {
                 print_json(json!(rep));
@@ -343,9 +348,14 @@ fn copy(cli: &Cli, args: &CopyArgs, remove: bool) -> Result<(), CliError> {
 }
 
 fn diff_dirs(cli: &Cli, dirs: &[PathBuf]) -> Result<i32, CliError> {
+    // Every dir is open at once: they share the budget.
+    let share = Options {
+        memory_budget: cli.memory_budget / dirs.len().max(1) as u64,
+        ..opts(cli)
+    };
     let mut reps = Vec::new();
     for d in dirs {
-        reps.push(Replica::open(d, opts(cli))?);
+        reps.push(Replica::open(d, share.clone())?);
     }
     let labels: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     let diffs = diff::diff(&mut reps, &labels)?;

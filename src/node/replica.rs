@@ -45,9 +45,10 @@ pub struct Options {
 /// The default [`Options::memory_budget`]: 256 MiB.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
 
-/// Estimated memory of one open segment document (16k messages in automerge, its op
-/// tree and indexes), to turn the budget's share for documents into a count.
-const OPEN_DOC_BYTES: u64 = 16 * 1024 * 1024;
+/// Estimated memory of one open segment document, to turn the budget's share for documents
+/// into a count: loading a 10k-message segment (automerge's op tree and indexes) raised a
+/// process's peak RSS by 14 MB, so ~22 MB for a full 16k-message one.
+const OPEN_DOC_BYTES: u64 = 24 * 1024 * 1024;
 
 impl Options {
     /// sled's page cache: a quarter of the budget (64 MiB of the default, the figure the
@@ -57,8 +58,8 @@ impl Options {
     }
 
     /// Documents kept open between operations: three eighths of the budget, at
-    /// [`OPEN_DOC_BYTES`] each, and never fewer than two (the account document and the
-    /// segment being written) nor more than 32.
+    /// [`OPEN_DOC_BYTES`] each (4 for the default budget), and never fewer than two (the
+    /// account document and the segment being written) nor more than 32.
     pub fn max_open_docs(&self) -> usize {
         ((self.memory_budget / 8 * 3 / OPEN_DOC_BYTES) as usize).clamp(2, 32)
     }

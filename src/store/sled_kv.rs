@@ -346,3 +346,63 @@ impl Kv for SledKv {
         Ok(self.db()?.db.size_on_disk()? + self.packs.size()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(i: u32) -> (Vec<u8>, [u8; 32]) {
+        use sha2::Digest;
+        let b = format!("body {i}").into_bytes();
+        let id: [u8; 32] = sha2::Sha256::digest(&b).into();
+        (b, id)
+    }
+
+    fn value(i: u32) -> Vec<u8> {
+        let mut v = vec![(i % 251) as u8; 256 * 1024];
+        v[..4].copy_from_slice(&i.to_be_bytes());
+        v
+    }
+
+    /// Writes past the reopen threshold reopen the database at a flush, and nothing written
+    /// before or after is lost; a flush from inside a scan (a handle alive) does not reopen
+    /// (and does not deadlock), the next flush outside does.
+    #[test]
+    fn reopen_after_many_writes_keeps_everything() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = SledKv::open_with_cache(dir.path(), 8 << 20).expect("open");
+        let n = (REOPEN_AFTER / (256 * 1024)) as u32 + 8;
+        let mut reopened = false;
+        for i in 0..n {
+            kv.apply(vec![(i.to_be_bytes().to_vec(), Some(value(i)))])
+                .expect("apply");
+            let (b, id) = body(i);
+            kv.blob_put(&id, &b).expect("blob");
+            let before = kv.written.load(Ordering::Relaxed);
+            kv.flush().expect("flush");
+            reopened |= kv.written.load(Ordering::Relaxed) < before;
+        }
+        assert!(reopened, "{n} writes of 256 KiB never reopened the database");
+        // Past the threshold again, then flush while a scan holds the database.
+        kv.written.store(REOPEN_AFTER, Ordering::Relaxed);
+        let mut seen = 0;
+        kv.scan(&[], &mut |_, _| {
+            seen += 1;
+            kv.flush().expect("flush inside a scan");
+            false
+        })
+        .expect("scan");
+        assert_eq!(seen, 1);
+        assert!(kv.written.load(Ordering::Relaxed) >= REOPEN_AFTER, "reopened under a scan");
+        kv.flush().expect("flush");
+        assert!(kv.written.load(Ordering::Relaxed) < REOPEN_AFTER, "did not reopen");
+        for i in 0..n {
+            assert_eq!(kv.get(&i.to_be_bytes()).expect("get"), Some(value(i)));
+            let (b, id) = body(i);
+            assert_eq!(kv.blob_get(&id).expect("blob"), Some(b));
+        }
+        drop(kv);
+        let kv = SledKv::open_with_cache(dir.path(), 8 << 20).expect("reopen");
+        assert_eq!(kv.get(&(n - 1).to_be_bytes()).expect("get"), Some(value(n - 1)));
+    }
+}
