@@ -19,6 +19,10 @@ struct Db {
 }
 
 pub struct SledKv {
+    /// `store.lock` in the data dir, held (flock) while this store is open: sled's own lock
+    /// is released while [`SledKv`] reopens the database, and no other process may take the
+    /// data dir in that moment.
+    _lock: std::fs::File,
     dir: PathBuf,
     cache: u64,
     /// The open database. sled 0.34 writes the snapshot of its page table only when it
@@ -56,6 +60,23 @@ fn reopen_after() -> u64 {
     )
 }
 
+/// Takes the data dir's `store.lock` (see [`SledKv`]).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("store.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; the lock lives as long as the file.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(StoreError::Locked(dir.display().to_string()));
+    }
+    Ok(f)
+}
+
 fn open_db(dir: &Path, cache: u64) -> Result<Db, StoreError> {
     let db = sled::Config::new()
         .path(dir.join("db"))
@@ -86,9 +107,11 @@ impl SledKv {
 
     /// Opens with sled's page cache limited to `cache` bytes.
     pub fn open_with_cache(dir: &Path, cache: u64) -> Result<SledKv, StoreError> {
+        let lock = lock_dir(dir)?;
         let db = open_db(dir, cache)?;
         let packs = Packs::open(&dir.join("blobs"))?;
         let kv = SledKv {
+            _lock: lock,
             dir: dir.to_path_buf(),
             cache,
             db: Mutex::new(Some(Arc::new(db))),
@@ -99,56 +122,63 @@ impl SledKv {
         Ok(kv)
     }
 
-    /// The open database (a handle: a reopen waits until no handle is alive).
+    /// The open database (a handle: a reopen waits until no handle is alive). Opens it
+    /// again if a reopen could not.
     fn db(&self) -> Result<Arc<Db>, StoreError> {
-        let g = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        g.clone().ok_or_else(|| {
-            StoreError::Io(format!(
-                "{}: store closed by a failed reopen",
-                self.dir.display()
-            ))
-        })
+        let mut g = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(Arc::new(self.open_again()?));
+        }
+        Ok(Arc::clone(g.as_ref().expect("set above")))
     }
 
     fn wrote(&self, bytes: usize) {
         self.written.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// Closes and reopens the database once [`REOPEN_AFTER`] bytes were written since it
-    /// was opened, unless a handle on it is alive (a scan in progress): then a later flush
-    /// does it. Everything is durable already (called right after a flush).
-    fn maybe_reopen(&self) -> Result<(), StoreError> {
-        if self.written.load(Ordering::Relaxed) < reopen_after() {
-            return Ok(());
-        }
-        let mut g = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        match g.as_ref() {
-            Some(db) if Arc::strong_count(db) == 1 => {}
-            _ => return Ok(()),
-        }
-        let t = Instant::now();
-        drop(g.take());
-        // sled releases its file lock once its last internal handle is gone, which may be
-        // a moment after the drop: retry for a while.
+    /// Opens the database after this process closed it: sled releases its file lock once
+    /// its last internal handle is gone, which may be a moment after the drop, so retry for
+    /// a while.
+    fn open_again(&self) -> Result<Db, StoreError> {
         let mut tries = 0;
-        let db = loop {
+        loop {
             match open_db(&self.dir, self.cache) {
-                Ok(db) => break db,
                 Err(StoreError::Locked(_)) if tries < 400 => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(e) => return Err(e),
+                r => return r,
             }
-        };
-        *g = Some(Arc::new(db));
+        }
+    }
+
+    /// Closes and reopens the database once [`REOPEN_AFTER`] bytes were written since it
+    /// was opened, unless a handle on it is alive (a scan in progress): then a later flush
+    /// does it. Everything is durable already (called right after a flush), so a failed
+    /// open does not fail the flush: it is logged, and the next use opens the database.
+    fn maybe_reopen(&self) {
+        if self.written.load(Ordering::Relaxed) < reopen_after() {
+            return;
+        }
+        let mut g = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_ref() {
+            Some(db) if Arc::strong_count(db) == 1 => {}
+            _ => return,
+        }
+        let t = Instant::now();
+        drop(g.take());
         let written = self.written.swap(0, Ordering::Relaxed);
-        tracing::debug!(
-            written,
-            ms = t.elapsed().as_millis() as u64,
-            "reopened sled to write its snapshot"
-        );
-        Ok(())
+        match self.open_again() {
+            Ok(db) => {
+                *g = Some(Arc::new(db));
+                tracing::debug!(
+                    written,
+                    ms = t.elapsed().as_millis() as u64,
+                    "reopened sled to write its snapshot"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "reopening sled failed; retried on next use"),
+        }
     }
 
     /// Moves the bodies of the first release's `blobs` tree into packs, in batches, each
@@ -246,7 +276,8 @@ impl Kv for SledKv {
         // must not outlive the bytes they name.
         self.packs.sync()?;
         self.db()?.db.flush()?;
-        self.maybe_reopen()
+        self.maybe_reopen();
+        Ok(())
     }
 
     fn blob_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
