@@ -46,8 +46,8 @@ pub fn list(
         return Err(CliError::Stdout(e));
     }
     if json {
-        w.write_all(if first { b"]\n" } else { b"\n]\n" })
-            .map_err(CliError::Stdout)?;
+        let end: &[u8] = if first { b"]\n" } else { b"\n]\n" };
+        w.write_all(end).map_err(CliError::Stdout)?;
     }
     w.flush().map_err(CliError::Stdout)
 }

@@ -413,7 +413,10 @@ mod tests {
             kv.flush().expect("flush");
             reopened |= kv.written.load(Ordering::Relaxed) < before;
         }
-        assert!(reopened, "{n} writes of 256 KiB never reopened the database");
+        assert!(
+            reopened,
+            "{n} writes of 256 KiB never reopened the database"
+        );
         // Past the threshold again, then flush while a scan holds the database.
         kv.written.store(REOPEN_AFTER, Ordering::Relaxed);
         let mut seen = 0;
@@ -424,9 +427,15 @@ mod tests {
         })
         .expect("scan");
         assert_eq!(seen, 1);
-        assert!(kv.written.load(Ordering::Relaxed) >= REOPEN_AFTER, "reopened under a scan");
+        assert!(
+            kv.written.load(Ordering::Relaxed) >= REOPEN_AFTER,
+            "reopened under a scan"
+        );
         kv.flush().expect("flush");
-        assert!(kv.written.load(Ordering::Relaxed) < REOPEN_AFTER, "did not reopen");
+        assert!(
+            kv.written.load(Ordering::Relaxed) < REOPEN_AFTER,
+            "did not reopen"
+        );
         for i in 0..n {
             assert_eq!(kv.get(&i.to_be_bytes()).expect("get"), Some(value(i)));
             let (b, id) = body(i);
@@ -434,6 +443,9 @@ mod tests {
         }
         drop(kv);
         let kv = SledKv::open_with_cache(dir.path(), 8 << 20).expect("reopen");
-        assert_eq!(kv.get(&(n - 1).to_be_bytes()).expect("get"), Some(value(n - 1)));
+        assert_eq!(
+            kv.get(&(n - 1).to_be_bytes()).expect("get"),
+            Some(value(n - 1))
+        );
     }
 }
