@@ -1,26 +1,11 @@
 //! The `append` scenario and the `append-phases` diagnostic.
 
-#[allow(unused_imports)]
 use crate::gen::*;
-#[allow(unused_imports)]
 use crate::support::*;
-#[allow(unused_imports)]
-use anyhow::{bail, Context, Result};
-#[allow(unused_imports)]
-use dovetail::model::{AccountName, Flag, FlagSet, MailboxName};
-#[allow(unused_imports)]
-use dovetail::node::{sync_pair, NewMessage, Options, Replica, SyncReport};
-#[allow(unused_imports)]
+use anyhow::{Context, Result};
+use dovetail::model::MailboxName;
+use dovetail::node::NewMessage;
 use dovetail::store::Tx;
-#[allow(unused_imports)]
-use std::collections::BTreeMap;
-#[allow(unused_imports)]
-use std::fmt::Write as _;
-#[allow(unused_imports)]
-use std::path::{Path, PathBuf};
-#[allow(unused_imports)]
-use std::process::Command;
-#[allow(unused_imports)]
 use std::time::Instant;
 
 pub fn scen_append(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
@@ -110,8 +95,6 @@ pub fn scen_append(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
     });
     Ok(())
 }
-
-/// `open-list DIR MAILBOX`: open the replica, list one mailbox, print the timings.
 
 /// `append-phases`: the steps of [`Replica::append`] done one by one on the public layers
 /// (sled store, segment document, UID engine), each timed, to see what limits `append`.

@@ -1,26 +1,9 @@
 //! Diagnostics on sled: `exp-rows` (row scans) and `exp-blobs` (blob puts).
 
-#[allow(unused_imports)]
 use crate::gen::*;
-#[allow(unused_imports)]
 use crate::support::*;
-#[allow(unused_imports)]
-use anyhow::{bail, Context, Result};
-#[allow(unused_imports)]
-use dovetail::model::{AccountName, Flag, FlagSet, MailboxName};
-#[allow(unused_imports)]
-use dovetail::node::{sync_pair, NewMessage, Options, Replica, SyncReport};
-#[allow(unused_imports)]
-use dovetail::store::Tx;
-#[allow(unused_imports)]
-use std::collections::BTreeMap;
-#[allow(unused_imports)]
-use std::fmt::Write as _;
-#[allow(unused_imports)]
-use std::path::{Path, PathBuf};
-#[allow(unused_imports)]
-use std::process::Command;
-#[allow(unused_imports)]
+use anyhow::Result;
+use dovetail::model::{Flag, FlagSet};
 use std::time::Instant;
 
 /// `exp-rows`: how fast sled gives back `--n` view rows stored one per key (today's layout)

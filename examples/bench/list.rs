@@ -1,29 +1,15 @@
 //! The `list` and `rss` scenarios (fresh processes on the large datasets) and their child
 //! processes, and the `load-docs` diagnostic.
 
-#[allow(unused_imports)]
-use crate::gen::*;
-#[allow(unused_imports)]
 use crate::support::*;
-#[allow(unused_imports)]
 use anyhow::{bail, Context, Result};
-#[allow(unused_imports)]
-use dovetail::model::{AccountName, Flag, FlagSet, MailboxName};
-#[allow(unused_imports)]
-use dovetail::node::{sync_pair, NewMessage, Options, Replica, SyncReport};
-#[allow(unused_imports)]
+use dovetail::model::MailboxName;
+use dovetail::node::Replica;
 use dovetail::store::Tx;
-#[allow(unused_imports)]
-use std::collections::BTreeMap;
-#[allow(unused_imports)]
-use std::fmt::Write as _;
-#[allow(unused_imports)]
-use std::path::{Path, PathBuf};
-#[allow(unused_imports)]
-use std::process::Command;
-#[allow(unused_imports)]
+use std::path::Path;
 use std::time::Instant;
 
+/// `open-list DIR MAILBOX`: open the replica, list one mailbox, print the timings.
 pub fn run_open_list(dir: &str, mb: &str) -> Result<()> {
     let t = Instant::now();
     let mut r = Replica::open(Path::new(dir), options())?;
@@ -174,8 +160,6 @@ pub fn scen_rss(reps: usize, rows: &mut Vec<Row>) -> Result<()> {
     });
     Ok(())
 }
-
-/// Bytes of the automerge changes made since `base` (per document), on replica `r`.
 
 /// `load-docs DIR`: how long loading each document of a data dir takes (the first thing a
 /// fresh process does with a segment it appends to or syncs), and how many chunks it has.

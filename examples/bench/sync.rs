@@ -1,28 +1,15 @@
 //! The `sync` scenario: `sync_pair` of two dirs sharing 99k messages.
 
-#[allow(unused_imports)]
-use crate::gen::*;
-#[allow(unused_imports)]
 use crate::support::*;
-#[allow(unused_imports)]
-use anyhow::{bail, Context, Result};
-#[allow(unused_imports)]
-use dovetail::model::{AccountName, Flag, FlagSet, MailboxName};
-#[allow(unused_imports)]
-use dovetail::node::{sync_pair, NewMessage, Options, Replica, SyncReport};
-#[allow(unused_imports)]
+use anyhow::{bail, Result};
+use dovetail::model::MailboxName;
+use dovetail::node::{sync_pair, Replica, SyncReport};
 use dovetail::store::Tx;
-#[allow(unused_imports)]
 use std::collections::BTreeMap;
-#[allow(unused_imports)]
-use std::fmt::Write as _;
-#[allow(unused_imports)]
-use std::path::{Path, PathBuf};
-#[allow(unused_imports)]
 use std::process::Command;
-#[allow(unused_imports)]
 use std::time::Instant;
 
+/// Bytes of the automerge changes made since `base` (per document), on replica `r`.
 pub fn changes_since(
     r: &Replica,
     base: &BTreeMap<String, Vec<[u8; 32]>>,
