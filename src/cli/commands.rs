@@ -21,6 +21,7 @@ fn now() -> i64 {
 fn opts(cli: &Cli) -> Options {
     Options {
         max_message_size: cli.max_message_size,
+        memory_budget: cli.memory_budget,
         ..Options::default()
     }
 }
@@ -88,31 +89,13 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         } => append(&cli, account, mailbox, flags.as_deref(), files)?,
         Cmd::List { account, mailbox } => {
             let mut r = open(&cli)?;
-            let rows = r.list(&acct(account)?, &mbox(mailbox)?)?;
-            if cli.json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(u, row)| {
-                        json!({ "uid": u.get(), "guid": row.guid.to_hex(),
-                        "flags": row.flags.iter().map(Flag::as_str).collect::<Vec<_>>(),
-                        "size": row.size, "blob": row.blob.to_hex(),
-                        "internal_date": row.internal_date, "modseq": row.modseq.get() })
-                    })
-                    .collect();
-                print_json(json!(v));
-            } else {
-                let mut out = String::with_capacity(rows.len() * 140);
-                for (u, row) in rows {
-                    out.push_str(&format!(
-                        "{u} {} ({}) {} {}\n",
-                        row.guid,
-                        flag_str(&row.flags),
-                        row.size,
-                        row.blob
-                    ));
-                }
-                print!("{out}");
-            }
+            super::list::list(
+                &mut r,
+                &acct(account)?,
+                &mbox(mailbox)?,
+                cli.json,
+                std::io::stdout().lock(),
+            )?;
         }
         Cmd::Fetch {
             account,
@@ -210,8 +193,13 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     );
                 }
             }
-            let mut a = Replica::open(dir_a, opts(&cli))?;
-            let mut b = Replica::open(dir_b, opts(&cli))?;
+            // Two replicas in one process: each gets half of the budget.
+            let half = Options {
+                memory_budget: cli.memory_budget / 2,
+                ..opts(&cli)
+            };
+            let mut a = Replica::open(dir_a, half.clone())?;
+            let mut b = Replica::open(dir_b, half)?;
             let rep = sync_pair(&mut a, &mut b, now())?;
             if cli.json {
                 print_json(json!(rep));
@@ -366,9 +354,14 @@ fn copy(cli: &Cli, args: &CopyArgs, remove: bool) -> Result<(), CliError> {
 }
 
 fn diff_dirs(cli: &Cli, dirs: &[PathBuf]) -> Result<i32, CliError> {
+    // Every dir is open at once: they share the budget.
+    let share = Options {
+        memory_budget: cli.memory_budget / dirs.len().max(1) as u64,
+        ..opts(cli)
+    };
     let mut reps = Vec::new();
     for d in dirs {
-        reps.push(Replica::open(d, opts(cli))?);
+        reps.push(Replica::open(d, share.clone())?);
     }
     let labels: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     let diffs = diff::diff(&mut reps, &labels)?;

@@ -4,6 +4,7 @@
 
 mod commands;
 mod demo;
+mod list;
 mod node;
 mod remote;
 mod watch;
@@ -35,6 +36,31 @@ pub enum CliError {
     Daemon(#[from] crate::node::daemon::DaemonError),
 }
 
+/// Parses a byte size: a number with an optional unit, K/M/G (powers of 1024, with or
+/// without `iB`/`B`), e.g. `256MiB`, `1G`, `500000000`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size such as 256MiB, 1G or 1000000"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit (use K, M or G)")),
+    };
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?}: too large"))?;
+    if v < 16 << 20 {
+        return Err(format!("{s:?}: at least 16MiB"));
+    }
+    Ok(v)
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "dovetail", version, about = "Multi-master mailbox replication")]
 pub struct Cli {
@@ -47,6 +73,10 @@ pub struct Cli {
     /// Largest message accepted, in bytes.
     #[arg(long, global = true, env = "DOVETAIL_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024 * 1024)]
     pub max_message_size: u64,
+    /// Memory for caches (sled's page cache, open documents), e.g. 256MiB, 1G or bytes.
+    /// Resident memory stays near it plus sled's page table (~16 bytes per page).
+    #[arg(long, global = true, env = "DOVETAIL_MEMORY_BUDGET", default_value = "256MiB", value_parser = parse_size)]
+    pub memory_budget: u64,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -195,4 +225,20 @@ pub enum MailboxCmd {
         #[arg(long)]
         account: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("64m"), Ok(64 << 20));
+        assert_eq!(parse_size("20000000"), Ok(20_000_000));
+        assert!(parse_size("1000").is_err(), "below the floor");
+        assert!(parse_size("12T").is_err());
+        assert!(parse_size("lots").is_err());
+    }
 }

@@ -53,6 +53,7 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
         options: Options {
             max_message_size: cli.max_message_size,
             renumber_grace_secs: args.renumber_grace,
+            memory_budget: cli.memory_budget,
             ..Options::default()
         },
         anti_entropy: Duration::from_secs(args.anti_entropy.max(1)),

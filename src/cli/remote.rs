@@ -367,6 +367,7 @@ impl Source {
         }
         let opts = Options {
             max_message_size: cli.max_message_size,
+            memory_budget: cli.memory_budget,
             ..Options::default()
         };
         Ok(Source::Stopped(Box::new(Replica::open(dir, opts)?)))

@@ -22,7 +22,7 @@ pub use message::{check_message, NewMessage};
 pub use netx::{doc_account, Received};
 pub use offline::{sync_pair, SyncReport};
 pub use ops::{FlagOp, MailboxStatus};
-pub use replica::{MailboxEvent, Options, Replica};
+pub use replica::{MailboxEvent, Options, Replica, DEFAULT_MEMORY_BUDGET};
 
 use crate::crdt::CrdtError;
 use crate::model::ModelError;

@@ -35,6 +35,34 @@ pub struct Options {
     /// once, out of mailbox-causal order: the exhaustive model check
     /// (`examples/modelcheck`, `--no-causal`) turns it off to show it finds what breaks.
     pub causal_delivery: bool,
+    /// Bytes of memory the replica's caches may use together: sled's page cache and the
+    /// open documents are both sized from it ([`Options::sled_cache`],
+    /// [`Options::max_open_docs`]). What no cache bounds comes on top: sled's page table
+    /// (~16 bytes per stored page, ~125 MiB for a 7.8 GB store) and one operation's data.
+    pub memory_budget: u64,
+}
+
+/// The default [`Options::memory_budget`]: 256 MiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
+
+/// Estimated memory of one open segment document, to turn the budget's share for documents
+/// into a count: loading a 10k-message segment (automerge's op tree and indexes) raised a
+/// process's peak RSS by 14 MB, so ~22 MB for a full 16k-message one.
+const OPEN_DOC_BYTES: u64 = 24 * 1024 * 1024;
+
+impl Options {
+    /// sled's page cache: a quarter of the budget (64 MiB of the default, the figure the
+    /// list and sync benchmarks were tuned with).
+    pub fn sled_cache(&self) -> u64 {
+        (self.memory_budget / 4).max(4 * 1024 * 1024)
+    }
+
+    /// Documents kept open between operations: three eighths of the budget, at
+    /// [`OPEN_DOC_BYTES`] each (4 for the default budget), and never fewer than two (the
+    /// account document and the segment being written) nor more than 32.
+    pub fn max_open_docs(&self) -> usize {
+        ((self.memory_budget / 8 * 3 / OPEN_DOC_BYTES) as usize).clamp(2, 32)
+    }
 }
 
 impl Default for Options {
@@ -44,6 +72,7 @@ impl Default for Options {
             segment_capacity: 16_384,
             renumber_grace_secs: 30,
             causal_delivery: true,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -81,9 +110,6 @@ pub(crate) fn parse_doc_id(id: &str) -> Option<DocKind> {
     }
 }
 
-/// Documents kept open between operations (the open segments being written, mostly).
-const MAX_OPEN_DOCS: usize = 8;
-
 /// One local change to a segment: its operations and the blobs of the messages it adds.
 pub(crate) struct LocalChange<'o> {
     pub seg: SegmentRef,
@@ -106,7 +132,8 @@ pub struct Replica {
     pub(crate) opts: Options,
     /// Open documents and the metadata of what is persisted of them.
     pub(crate) docs: HashMap<String, (AutoCommit, DocMeta)>,
-    /// Open documents, least recently used first: at most [`MAX_OPEN_DOCS`] stay open, so a
+    /// Open documents, least recently used first: at most [`Options::max_open_docs`] stay
+    /// open between operations, so a
     /// node with many segments never holds them all in memory.
     lru: Vec<String>,
     /// Live sync sessions by (peer, document). Only their persistent part (the shared
@@ -157,7 +184,7 @@ impl Replica {
         if !dir.join("db").exists() {
             return Err(NodeError::NoDataDir(dir.to_path_buf()));
         }
-        let kv = SledKv::open(dir)?;
+        let kv = SledKv::open_with_cache(dir, opts.sled_cache())?;
         let place = super::writer::DirPlace::of(&dir.join("db"))?;
         let mut r = Replica::with_kv(Arc::new(kv), None, opts)?;
         r.node = super::writer::writer_for(r.kv.as_ref(), &r.peer, Some(place))?;
@@ -256,7 +283,7 @@ impl Replica {
         });
         match done {
             Ok(v) => {
-                while self.lru.len() > MAX_OPEN_DOCS {
+                while self.lru.len() > self.opts.max_open_docs() {
                     let old = self.lru.remove(0);
                     self.docs.remove(&old);
                 }

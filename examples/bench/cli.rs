@@ -1,0 +1,305 @@
+//! Scenarios that run the `dovetail` binary itself in fresh processes, as a user would, and
+//! read its wall time and peak resident memory (`ru_maxrss` from `wait4`):
+//!
+//! - `cli-list [--n 100000|1000000]`: `dovetail list` and `list --json` to a file, and
+//!   `status`.
+//! - `sync-empty [--sizes 10000,100000]`: `dovetail sync` of a dataset into an empty data
+//!   dir, side by side with the floor `cp -r` + `sync` of the same dir.
+//! - `crash-open [--n N]`: a child appends N messages in batches of 1,000 to a fresh dir and
+//!   SIGKILLs itself after the last durable batch; then fresh processes open the dir.
+
+use crate::gen::message;
+use crate::support::*;
+use anyhow::{bail, Context, Result};
+use dovetail::node::Replica;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// The `dovetail` binary built beside this example (`target/release/dovetail`).
+fn dovetail_bin() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("exe dir")?
+        .join("dovetail");
+    if !bin.exists() {
+        bail!(
+            "{} missing: cargo build --release --bin dovetail",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// What one child process took.
+pub struct Run {
+    pub secs: f64,
+    pub cpu: f64,
+    pub maxrss_mib: f64,
+}
+
+/// Runs `cmd` to completion (stdout to `out` or discarded) under `/usr/bin/time`: wall
+/// time, CPU and peak RSS. (`wait4`'s `ru_maxrss` of a direct child would count this
+/// process's own RSS, which the child has until its `exec`.)
+pub fn measure(cmd: &mut Command, out: Option<&Path>) -> Result<Run> {
+    let stats = bench_root().join("time.out");
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%e %U %S %M", "-o"])
+        .arg(&stats)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    match out {
+        Some(p) => timed.stdout(std::fs::File::create(p)?),
+        None => timed.stdout(Stdio::null()),
+    };
+    let t = Instant::now();
+    let st = timed.status()?;
+    let secs = t.elapsed().as_secs_f64();
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    let s = std::fs::read_to_string(&stats)?;
+    let f: Vec<f64> = s
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if f.len() != 4 {
+        bail!("unexpected /usr/bin/time output {s:?}");
+    }
+    Ok(Run {
+        secs,
+        cpu: f[1] + f[2],
+        maxrss_mib: f[3] / 1024.0,
+    })
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// `dovetail list`, `list --json` (to a file) and `status` on a 100k or 1M mailbox.
+pub fn scen_cli_list(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
+    let dir = if n >= 1_000_000 { ds_1m()? } else { ds_100k()? };
+    let bin = dovetail_bin()?;
+    let out = bench_root().join("list.out");
+    println!(
+        "== cli-list: {n} messages, {} (load {})",
+        dir.display(),
+        load()
+    );
+    let cases: [(&str, &[&str], f64); 3] = [
+        ("list", &["list"], if n >= 1_000_000 { 1.0 } else { 0.1 }),
+        (
+            "list --json",
+            &["--json", "list"],
+            if n >= 1_000_000 { 2.0 } else { 0.2 },
+        ),
+        ("status", &["status"], 1.0),
+    ];
+    for (what, args, target) in cases {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--data-dir").arg(&dir).args(args);
+        if what != "status" {
+            cmd.args(["--account", ACCOUNT, "--mailbox", "INBOX"]);
+        }
+        measure(&mut cmd, Some(&out))?; // warm the page cache; not counted
+        let (mut t, mut m, mut c) = (vec![], vec![], vec![]);
+        for _ in 0..reps {
+            let r = measure(&mut cmd, Some(&out))?;
+            t.push(r.secs * 1e3);
+            m.push(r.maxrss_mib);
+            c.push(r.cpu * 1e3);
+        }
+        let lines = std::fs::read_to_string(&out)?.lines().count();
+        let bytes = std::fs::metadata(&out)?.len();
+        println!(
+            "  dovetail {what}: median {:.0} ms (runs {}), CPU {:.0} ms, max RSS {:.0} MiB (runs {}); {lines} lines, {bytes} B",
+            median(&t),
+            fmt_list(&t, 0),
+            median(&c),
+            median(&m),
+            fmt_list(&m, 0)
+        );
+        rows.push(Row {
+            what: format!("fresh `dovetail {what}`, {}k messages", n / 1000),
+            figure: format!(
+                "{:.0} ms, {:.0} MiB max RSS (runs {})",
+                median(&t),
+                median(&m),
+                fmt_list(&t, 0)
+            ),
+            target: format!("<= {:.0} ms", target * 1e3),
+            pass: median(&t) <= target * 1e3,
+        });
+    }
+    std::fs::remove_file(&out)?;
+    Ok(())
+}
+
+fn ds_sized(n: u64) -> Result<PathBuf> {
+    match n {
+        100_000 => ds_100k(),
+        1_000_000 => ds_1m(),
+        _ => {
+            let d = bench_root().join(format!("mb{}k", n / 1000));
+            dataset(&d, &[("INBOX", n)], BUILD_BATCH, 100)?;
+            Ok(d)
+        }
+    }
+}
+
+/// `dovetail sync DATASET EMPTY` against `cp -r DATASET COPY && sync`, per size.
+pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Result<()> {
+    let bin = dovetail_bin()?;
+    let mut by_size = Vec::new();
+    for &n in sizes {
+        let src = ds_sized(n)?;
+        let dst = bench_root().join("sync-dst");
+        println!(
+            "== sync-empty: {n} messages, {} ({:.0} MiB, load {})",
+            src.display(),
+            du_mib(&src),
+            load()
+        );
+        let (mut floor, mut sync, mut rss) = (vec![], vec![], vec![]);
+        for _ in 0..reps {
+            rm(&dst)?;
+            let cp = measure(
+                Command::new("sh").arg("-c").arg(format!(
+                    "cp -r '{}' '{}' && sync",
+                    src.display(),
+                    dst.display()
+                )),
+                None,
+            )?;
+            rm(&dst)?;
+            Replica::init(&dst)?;
+            let s = measure(
+                Command::new(&bin)
+                    .arg("--json")
+                    .arg("sync")
+                    .arg(&src)
+                    .arg(&dst),
+                None,
+            )?;
+            let st = |d: &Path| -> Result<String> {
+                let o = Command::new(&bin)
+                    .arg("--data-dir")
+                    .arg(d)
+                    .arg("status")
+                    .output()?;
+                Ok(String::from_utf8(o.stdout)?)
+            };
+            if st(&src)? != st(&dst)? {
+                bail!("sync-empty {n}: status differs after sync");
+            }
+            println!(
+                "  cp -r + sync {:.2} s; dovetail sync {:.2} s (CPU {:.2} s), max RSS {:.0} MiB",
+                cp.secs, s.secs, s.cpu, s.maxrss_mib
+            );
+            floor.push(cp.secs);
+            sync.push(s.secs);
+            rss.push(s.maxrss_mib);
+            rm(&dst)?;
+        }
+        let (f, s) = (median(&floor), median(&sync));
+        println!(
+            "  median: floor {f:.2} s, sync {s:.2} s = {:.2}x the floor, max RSS {:.0} MiB",
+            s / f,
+            median(&rss)
+        );
+        by_size.push((n, s));
+        rows.push(Row {
+            what: format!("`dovetail sync` into an empty dir, {}k messages", n / 1000),
+            figure: format!(
+                "{s:.2} s = {:.2}x floor {f:.2} s; {:.0} MiB max RSS (runs {})",
+                s / f,
+                median(&rss),
+                fmt_list(&sync, 2)
+            ),
+            target: "<= 3x floor, <= 300 MB".into(),
+            pass: s <= 3.0 * f && median(&rss) * 1.048_576 <= 300.0,
+        });
+    }
+    for w in by_size.windows(2) {
+        println!(
+            "  growth {}k -> {}k: {:.1}x time for {:.0}x messages",
+            w[0].0 / 1000,
+            w[1].0 / 1000,
+            w[1].1 / w[0].1,
+            w[1].0 as f64 / w[0].0 as f64
+        );
+    }
+    Ok(())
+}
+
+/// `crash-write DIR N`: appends N messages in batches of 1,000, then SIGKILLs itself.
+pub fn run_crash_write(dir: &str, n: u64) -> Result<()> {
+    let dir = Path::new(dir);
+    let mut r = fresh_replica(dir)?;
+    r.create_account(&account())?;
+    let mb = mailbox("INBOX");
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(BUILD_BATCH as u64);
+        let msgs = (i..i + k).map(|j| message(500, j)).collect();
+        r.append(&account(), &mb, msgs, 0)?;
+        i += k;
+    }
+    // The last batch is durable: die without any orderly shutdown.
+    // SAFETY: kill(2) on our own pid.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    unreachable!("SIGKILL")
+}
+
+/// Open time of a data dir right after a SIGKILL that followed N appended messages.
+pub fn scen_crash_open(n: u64, rows: &mut Vec<Row>) -> Result<()> {
+    let dir = bench_root().join("crash");
+    let d = dir.to_str().context("path")?;
+    println!("== crash-open: {n} messages then SIGKILL (load {})", load());
+    let t = Instant::now();
+    let st = Command::new(std::env::current_exe()?)
+        .args(["crash-write", d, &n.to_string()])
+        .status()?;
+    println!(
+        "  wrote {n} messages in {:.0} s, {:.0} MiB; writer ended with {st}",
+        t.elapsed().as_secs_f64(),
+        du_mib(&dir)
+    );
+    let sled_log = du_mib(&dir.join("db"));
+    let mut opens = vec![];
+    for i in 0..3 {
+        let out = child(&["open-list", d, "INBOX"])?;
+        let v = kv_line(&out);
+        if v.get("rows").copied() != Some(n as f64) {
+            bail!("expected {n} rows after the crash, got {out}");
+        }
+        println!("  open #{} after the crash: {}", i + 1, out.trim());
+        opens.push(v["open_ms"]);
+    }
+    rows.push(Row {
+        what: format!(
+            "open after SIGKILL following {}k appended messages",
+            n / 1000
+        ),
+        figure: format!(
+            "first {:.0} ms, then {} ms (sled dir {sled_log:.0} MiB)",
+            opens[0],
+            fmt_list(&opens[1..], 0)
+        ),
+        target: "<= 1000 ms".into(),
+        pass: opens[0] <= 1000.0,
+    });
+    if std::env::var_os("DOVETAIL_BENCH_KEEP").is_none() {
+        rm(&dir)?;
+    }
+    Ok(())
+}
