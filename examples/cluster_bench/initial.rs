@@ -71,13 +71,16 @@ fn dataset(n: usize) -> Result<PathBuf> {
     }
     drop(r);
     dovecot_conf(&root, "a", 12_101)?;
-    // Index A's maildir before timing, as a server that has run for a while would have.
+    // Index A's maildir before timing, as a server that has run for a while would have
+    // (doveadm looks the user up through the running instance's auth service).
+    dc_start(&root, "a")?;
     let st = Command::new("doveadm")
         .args(["-c"])
         .arg(root.join("a.conf"))
         .args(["index", "-u", "alice", "INBOX"])
         .status()
         .context("doveadm (install dovecot-core: scripts/bench-deps.sh)")?;
+    dc_stop(&root, "a");
     if !st.success() {
         bail!("doveadm index failed");
     }
@@ -103,7 +106,6 @@ fn dovecot_conf(root: &Path, name: &str, port: u16) -> Result<()> {
          mail_gid = dsyncbench\n\
          first_valid_uid = 1\n\
          doveadm_password = bench\n\
-         doveadm_port = {port}\n\
          userdb {{\n  driver = static\n  args = uid=dsyncbench gid=dsyncbench home={base}/home/%u\n}}\n\
          passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
          service doveadm {{\n  inet_listener {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  service_count = 1\n}}\n",
@@ -119,6 +121,42 @@ fn dovecot_conf(root: &Path, name: &str, port: u16) -> Result<()> {
         bail!("chown failed (scripts/bench-deps.sh creates the dsyncbench user)");
     }
     Ok(())
+}
+
+/// Starts Dovecot instance `name` of `root`; returns its master's pid once it runs.
+fn dc_start(root: &Path, name: &str) -> Result<u32> {
+    let st = Command::new("dovecot")
+        .arg("-c")
+        .arg(root.join(format!("{name}.conf")))
+        .status()?;
+    if !st.success() {
+        bail!("dovecot {name} did not start");
+    }
+    let pidf = root.join(format!("dc-{name}/run/master.pid"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(p) = std::fs::read_to_string(&pidf) {
+            if let Ok(pid) = p.trim().parse() {
+                // The auth and doveadm listeners come up right after the pid file.
+                std::thread::sleep(Duration::from_millis(300));
+                return Ok(pid);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("dovecot {name} wrote no pid file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn dc_stop(root: &Path, name: &str) {
+    let _ = Command::new("doveadm")
+        .arg("-c")
+        .arg(root.join(format!("{name}.conf")))
+        .arg("stop")
+        .status();
+    // Let the master release its listeners before the next start.
+    std::thread::sleep(Duration::from_millis(500));
 }
 
 /// Children's CPU seconds of a process (its waited-for children: Dovecot's master reaps
@@ -221,26 +259,8 @@ pub fn run(n: usize) -> Result<Figures> {
     let dc_b = root.join("dc-b");
     let _ = std::fs::remove_dir_all(&dc_b);
     dovecot_conf(&root, "b", 12_102)?;
-    let start = |name: &str| -> Result<u32> {
-        let st = Command::new("dovecot")
-            .arg("-c")
-            .arg(root.join(format!("{name}.conf")))
-            .status()?;
-        if !st.success() {
-            bail!("dovecot {name} did not start");
-        }
-        let pid = std::fs::read_to_string(root.join(format!("dc-{name}/run/master.pid")))?;
-        Ok(pid.trim().parse()?)
-    };
-    let stop = |name: &str| {
-        let _ = Command::new("doveadm")
-            .arg("-c")
-            .arg(root.join(format!("{name}.conf")))
-            .arg("stop")
-            .status();
-    };
-    let master_a = start("a")?;
-    std::thread::sleep(Duration::from_millis(300));
+    let master_a = dc_start(&root, "a")?;
+    dc_start(&root, "b")?;
     let (ca0, cc0) = (child_cpu_secs(master_a), self_children_cpu());
     let t = Instant::now();
     let st = Command::new("doveadm")
@@ -251,7 +271,8 @@ pub fn run(n: usize) -> Result<Figures> {
     let dsync_wall = t.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(300));
     let dsync_cpu = child_cpu_secs(master_a) - ca0 + self_children_cpu() - cc0;
-    stop("a");
+    dc_stop(&root, "a");
+    dc_stop(&root, "b");
     if !st.success() {
         bail!("doveadm sync failed");
     }
