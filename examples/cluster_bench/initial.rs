@@ -55,7 +55,7 @@ fn dataset(n: usize) -> Result<PathBuf> {
     for start in (0..n).step_by(1000) {
         let mut batch = Vec::new();
         for i in start..(start + 1000).min(n) {
-            let bytes = procs::message(i as u64);
+            let bytes = super::support::message(7, i as u64, 3000).bytes;
             std::fs::write(
                 cur.join(format!("1764500000.M{i}P1.bench,S={}:2,", bytes.len())),
                 &bytes,
@@ -160,17 +160,9 @@ fn dc_stop(root: &Path, name: &str) {
 }
 
 /// Children's CPU seconds of a process (its waited-for children: Dovecot's master reaps
-/// the doveadm server that served the sync).
+/// the doveadm server that served the sync): cutime + cstime.
 fn child_cpu_secs(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let rest = s.rsplit_once(')').map_or("", |x| x.1);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(13) + ticks(14)) / hz
+    super::support::stat_secs(pid, 13, 14)
 }
 
 fn self_children_cpu() -> f64 {

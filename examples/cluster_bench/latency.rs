@@ -78,7 +78,11 @@ pub fn run(args: &Args) -> Result<Figures> {
             std::thread::sleep(d);
         }
         let i = k % args.nodes;
-        let guid = procs::append(&nodes[i].dir, &format!("m{k}"), procs::message(k as u64))?;
+        let guid = procs::append(
+            &nodes[i].dir,
+            &format!("m{k}"),
+            super::support::message(3, k as u64, 3000).bytes,
+        )?;
         acks.push((guid, i, Instant::now()));
     }
     let wall = start.elapsed().as_secs_f64();

@@ -1,6 +1,6 @@
 //! What the latency and initial-sync scenarios add to [`super::support`]: a data dir with
 //! account `alice`, appends and peer counts through a running node's control socket, peak
-//! memory from /proc, a ~3 KB message, percentiles.
+//! memory from /proc, percentiles.
 
 use super::support::cli;
 use anyhow::{bail, Context, Result};
@@ -53,25 +53,6 @@ pub fn hwm_mib(pid: u32) -> f64 {
                 .and_then(|k| k.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// A ~3 KB mail message, different for every `i`.
-pub fn message(i: u64) -> Vec<u8> {
-    let mut m = format!(
-        "Received: from mx{0}.example.org (mx{0}.example.org [192.0.2.{1}])\r\n\tby mail.example.net with ESMTPS id {2:016x}\r\n\
-         Message-ID: <{2:016x}.{i}@example.org>\r\nDate: Mon, 30 Nov 2026 12:00:00 +0000\r\n\
-         From: Sender {i} <sender{i}@example.org>\r\nTo: alice@example.net\r\n\
-         Subject: latency probe {i}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
-        i % 7,
-        i % 250,
-        i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    )
-    .into_bytes();
-    let line = b"The quick brown fox jumps over the lazy dog while the mail is replicated.\r\n";
-    while m.len() < 3000 {
-        m.extend_from_slice(line);
-    }
-    m
 }
 
 /// Percentile (0..=100) of sorted values.

@@ -70,12 +70,20 @@ pub fn load_avg() -> String {
 
 /// CPU seconds (user + system, all threads) of process `pid` so far.
 pub fn cpu_secs(pid: u32) -> f64 {
+    stat_secs(pid, 11, 12)
+}
+
+/// The sum of two clock-tick fields of /proc/PID/stat, counted after the command name
+/// (11, 12: utime, stime; 13, 14: the waited-for children's), in seconds.
+pub fn stat_secs(pid: u32, a: usize, b: usize) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok());
-    match (field(11), field(12)) {
-        (Some(u), Some(s)) => (u + s) / 100.0,
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    match (field(a), field(b)) {
+        (Some(u), Some(s)) => (u + s) / hz,
         _ => f64::NAN,
     }
 }

@@ -347,6 +347,13 @@ impl Replica {
         }
     }
 
+    /// Every document's heads, forgetting the documents saved so far (the next
+    /// [`Replica::take_touched_heads`] names only those saved after this).
+    pub fn all_heads_from_now(&mut self) -> Result<DocHeads, NodeError> {
+        self.touched.clear();
+        self.doc_heads()
+    }
+
     /// The heads of the documents saved since the last call (a running node announces
     /// them without rereading every document's heads).
     pub fn take_touched_heads(&mut self) -> Result<DocHeads, NodeError> {

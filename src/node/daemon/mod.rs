@@ -20,18 +20,20 @@
 //! with the peer) before anything is stored.
 
 mod exchange;
+mod receive;
 pub mod recon;
 
 pub use exchange::peers;
 use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
 
 use super::actor::{ActorStopped, ReplicaHandle};
-use super::{doc_account, NodeError, Options, Received, Replica};
+use super::{doc_account, NodeError, Options, Replica};
 use crate::model::{BlobId, NodeId};
 use crate::net::protocol::{self, Announce, BlobBytes, ReconAnswer, Request, Response, CHUNK};
 use crate::net::{self, Client, Event, NetConfig, NetError, PeerInfo};
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
+use receive::{Incoming, BATCH_EVENTS};
 use recon::Summary;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -81,7 +83,7 @@ impl DaemonConfig {
 
 /// The largest sync message reassembled from parts: a renumbering of the whole 32-bit UID
 /// space would not fit, but every change dovetail makes does, by far.
-const MAX_SYNC_MESSAGE: usize = 1024 * 1024 * 1024;
+pub(super) const MAX_SYNC_MESSAGE: usize = 1024 * 1024 * 1024;
 
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
@@ -251,18 +253,6 @@ fn listening(file: &std::path::Path, addr: &libp2p::Multiaddr) {
     }
 }
 
-/// A whole sync message waiting to be applied with its batch.
-struct Incoming {
-    peer: PeerId,
-    node: NodeId,
-    doc: String,
-    msg: Vec<u8>,
-    channel: ResponseChannel<Response>,
-}
-
-/// Events taken into one batch of received sync messages at most.
-const BATCH_EVENTS: usize = 256;
-
 /// Work finished by a spawned task, reported back to the coordinator.
 enum Internal {
     /// A sync message to `peer` about `doc` was sent (or failed).
@@ -331,12 +321,7 @@ impl Core {
         self.dirty = false;
         let full = !self.heads_loaded;
         let read = if full {
-            let all = self.replica.call(|r| {
-                // Documents saved before this point are in the full read.
-                let _ = r.take_touched_heads();
-                r.doc_heads()
-            });
-            all.await??
+            self.replica.call(|r| r.all_heads_from_now()).await??
         } else {
             self.replica.call(|r| r.take_touched_heads()).await??
         };
@@ -532,102 +517,7 @@ impl Core {
                 part,
                 parts,
                 bytes,
-            } => {
-                let key = (peer, doc.clone());
-                let ok_part = parts > 0
-                    && part < parts
-                    && (parts as usize) <= MAX_SYNC_MESSAGE / CHUNK
-                    && bytes.len() <= CHUNK;
-                let expected = self.partial.get(&key).map(|p| p.0).unwrap_or(0);
-                if !ok_part || part != expected {
-                    self.partial.remove(&key);
-                    self.strike(peer);
-                    tracing::warn!(%peer, %doc, part, parts, "rejected a sync message part out of order or oversized");
-                    self.net
-                        .respond(channel, reject("bad sync message part".into()));
-                    return Ok(());
-                }
-                let entry = self.partial.entry(key.clone()).or_insert((0, Vec::new()));
-                entry.0 += 1;
-                entry.1.extend_from_slice(&bytes);
-                if part + 1 < parts {
-                    self.net.respond(channel, Response::Ack);
-                    return Ok(());
-                }
-                let (_, msg) = self.partial.remove(&key).unwrap_or_default();
-                // Applied with the other messages of the batch (see `apply_incoming`).
-                self.incoming.push(Incoming {
-                    peer,
-                    node,
-                    doc,
-                    msg,
-                    channel,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies the whole sync messages received since the last batch, with one durable
-    /// flush for all; then acknowledges each (or refuses it), fetches the blobs the new
-    /// changes lack, and answers with this node's next message.
-    async fn apply_incoming(&mut self) -> Result<(), DaemonError> {
-        let batch = std::mem::take(&mut self.incoming);
-        let msgs: Vec<(NodeId, String, Vec<u8>)> = batch
-            .iter()
-            .map(|i| (i.node, i.doc.clone(), i.msg.clone()))
-            .collect();
-        let n = msgs.len();
-        let verdicts = self
-            .replica
-            .call(move |r| r.receive_from_peers(&msgs, now()))
-            .await?;
-        tracing::debug!(messages = n, "applied a batch of sync messages");
-        let mut applied = false;
-        let mut pull = Vec::new();
-        for (inc, verdict) in batch.into_iter().zip(verdicts) {
-            let Incoming {
-                peer, doc, channel, ..
-            } = inc;
-            match verdict {
-                Received::Refused(why) => {
-                    self.strike(peer);
-                    tracing::warn!(%peer, %doc, "rejected a sync message: {why}");
-                    self.net.respond(channel, Response::Rejected { why });
-                }
-                Received::Failed(why) => {
-                    self.strike(peer);
-                    tracing::warn!(%peer, %doc, error = %why, "rejected a sync message");
-                    self.net.respond(channel, Response::Rejected { why });
-                }
-                Received::Applied {
-                    missing,
-                    new_account,
-                } => {
-                    applied = true;
-                    self.strikes.remove(&peer);
-                    self.net.respond(channel, Response::Ack);
-                    self.dirty = true;
-                    tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
-                    if !missing.is_empty() {
-                        self.fetch(peer, missing);
-                    }
-                    // The sync goes on while blobs come: automerge's protocol does not
-                    // need them, only delivery to the view does.
-                    self.poke(peer, doc);
-                    if new_account {
-                        // A new account: its mailboxes' segments can be synced now.
-                        pull.push(peer);
-                    }
-                }
-            }
-        }
-        if applied {
-            self.renumber().await?;
-        }
-        pull.dedup();
-        for peer in pull {
-            self.pull(peer).await?;
+            } => self.on_sync_part(peer, node, doc, part, parts, bytes, channel),
         }
         Ok(())
     }

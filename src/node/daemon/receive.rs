@@ -1,0 +1,136 @@
+//! Receiving sync messages: reassembling a message from its parts, and applying the whole
+//! messages that arrived together in one batch with one durable flush.
+
+use super::{now, Core, DaemonError, MAX_SYNC_MESSAGE};
+use crate::model::NodeId;
+use crate::net::protocol::{Response, CHUNK};
+use crate::node::Received;
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+
+/// A whole sync message waiting to be applied with its batch.
+pub(super) struct Incoming {
+    peer: PeerId,
+    node: NodeId,
+    doc: String,
+    msg: Vec<u8>,
+    channel: ResponseChannel<Response>,
+}
+
+/// Events taken into one batch of received sync messages at most.
+pub(super) const BATCH_EVENTS: usize = 256;
+
+impl Core {
+    /// One part of a sync message from `peer` about `doc`: parts must come in order and
+    /// within bounds; the last one completes the message, which joins the batch.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_sync_part(
+        &mut self,
+        peer: PeerId,
+        node: NodeId,
+        doc: String,
+        part: u32,
+        parts: u32,
+        bytes: Vec<u8>,
+        channel: ResponseChannel<Response>,
+    ) {
+        let key = (peer, doc.clone());
+        let ok_part = parts > 0
+            && part < parts
+            && (parts as usize) <= MAX_SYNC_MESSAGE / CHUNK
+            && bytes.len() <= CHUNK;
+        let expected = self.partial.get(&key).map(|p| p.0).unwrap_or(0);
+        if !ok_part || part != expected {
+            self.partial.remove(&key);
+            self.strike(peer);
+            tracing::warn!(%peer, %doc, part, parts, "rejected a sync message part out of order or oversized");
+            self.net.respond(
+                channel,
+                Response::Rejected {
+                    why: "bad sync message part".into(),
+                },
+            );
+            return;
+        }
+        let entry = self.partial.entry(key.clone()).or_insert((0, Vec::new()));
+        entry.0 += 1;
+        entry.1.extend_from_slice(&bytes);
+        if part + 1 < parts {
+            self.net.respond(channel, Response::Ack);
+            return;
+        }
+        let (_, msg) = self.partial.remove(&key).unwrap_or_default();
+        // Applied with the other messages of the batch (see `apply_incoming`).
+        self.incoming.push(Incoming {
+            peer,
+            node,
+            doc,
+            msg,
+            channel,
+        });
+    }
+
+    /// Applies the whole sync messages received since the last batch, with one durable
+    /// flush for all; then acknowledges each (or refuses it), fetches the blobs the new
+    /// changes lack, and answers with this node's next message.
+    pub(super) async fn apply_incoming(&mut self) -> Result<(), DaemonError> {
+        let batch = std::mem::take(&mut self.incoming);
+        let msgs: Vec<(NodeId, String, Vec<u8>)> = batch
+            .iter()
+            .map(|i| (i.node, i.doc.clone(), i.msg.clone()))
+            .collect();
+        let n = msgs.len();
+        let verdicts = self
+            .replica
+            .call(move |r| r.receive_from_peers(&msgs, now()))
+            .await?;
+        tracing::debug!(messages = n, "applied a batch of sync messages");
+        let mut applied = false;
+        let mut pull = Vec::new();
+        for (inc, verdict) in batch.into_iter().zip(verdicts) {
+            let Incoming {
+                peer, doc, channel, ..
+            } = inc;
+            match verdict {
+                Received::Refused(why) => {
+                    self.strike(peer);
+                    tracing::warn!(%peer, %doc, "rejected a sync message: {why}");
+                    self.net.respond(channel, Response::Rejected { why });
+                }
+                Received::Failed(why) => {
+                    self.strike(peer);
+                    tracing::warn!(%peer, %doc, error = %why, "rejected a sync message");
+                    self.net.respond(channel, Response::Rejected { why });
+                }
+                Received::Applied {
+                    missing,
+                    new_account,
+                } => {
+                    applied = true;
+                    self.strikes.remove(&peer);
+                    self.net.respond(channel, Response::Ack);
+                    self.dirty = true;
+                    tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
+                    if !missing.is_empty() {
+                        self.fetch(peer, missing);
+                    }
+                    // The sync goes on while blobs come: automerge's protocol does not
+                    // need them, only delivery to the view does.
+                    self.poke(peer, doc);
+                    if new_account {
+                        // A new account: its mailboxes' segments can be synced now.
+                        pull.push(peer);
+                    }
+                }
+            }
+        }
+        if applied {
+            self.renumber().await?;
+        }
+        pull.dedup();
+        for peer in pull {
+            self.pull(peer).await?;
+        }
+        Ok(())
+    }
+}
