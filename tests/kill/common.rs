@@ -118,9 +118,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// A temporary directory, left in place when `KILL_KEEP` is set (to look at a failure).
+struct Keep(Option<TempDir>);
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        if std::env::var_os("KILL_KEEP").is_some() {
+            if let Some(t) = self.0.take() {
+                let _ = t.keep();
+            }
+        }
+    }
+}
+
 /// A data dir in a temporary directory, plus a scratch dir for message files.
 pub struct Dir {
-    _tmp: TempDir,
+    _tmp: Keep,
     pub data: PathBuf,
     pub files: PathBuf,
 }
@@ -129,10 +142,14 @@ impl Dir {
     /// A fresh data dir with the account's INBOX.
     pub fn new() -> Dir {
         let tmp = tempfile::tempdir().expect("tempdir");
+        if std::env::var_os("KILL_KEEP").is_some() {
+            // Debugging a failure: keep the data dir to look at after the test.
+            println!("kill: data dir kept at {}", tmp.path().display());
+        }
         let d = Dir {
             data: tmp.path().join("data"),
             files: tmp.path().join("files"),
-            _tmp: tmp,
+            _tmp: Keep(Some(tmp)),
         };
         std::fs::create_dir(&d.files).expect("mkdir");
         d.ok(&["init"]);
