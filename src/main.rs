@@ -9,13 +9,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            // RUST_LOG, as every tracing program reads it; DOVETAIL_LOG, the older name, wins
-            // when both are set.
-            tracing_subscriber::EnvFilter::try_from_env("DOVETAIL_LOG")
-                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let cli = dovetail::cli::Cli::parse();
@@ -27,4 +21,24 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// The log filter: `DOVETAIL_LOG` (the older name) or else `RUST_LOG`, as every tracing
+/// program reads it, or else `warn`. automerge instruments its sync and load functions with
+/// INFO spans whose fields the formatter renders (change hashes, heads) on every call:
+/// at `info` that was a fifth of a node's CPU under replication load, so automerge is held
+/// at `warn` unless the filter names it.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var("DOVETAIL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".into());
+    let spec = if spec.contains("automerge") {
+        spec
+    } else {
+        format!("{spec},automerge=warn")
+    };
+    tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+        eprintln!("dovetail: ignoring the log filter {spec:?}: {e}");
+        tracing_subscriber::EnvFilter::new("warn,automerge=warn")
+    })
 }

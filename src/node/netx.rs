@@ -13,10 +13,12 @@ pub enum Received {
     Refused(String),
     /// The message was bad (or could not be stored): nothing stored.
     Failed(String),
-    /// Stored durably; the new changes lack these blobs. `new_account`: it brought an
-    /// account this node did not have, whose mailboxes can be synced now.
+    /// Stored durably; the new changes lack these blobs. `changed`: it brought changes
+    /// (else it only told what the peer has). `new_account`: it brought an account this
+    /// node did not have, whose mailboxes can be synced now.
     Applied {
         missing: Vec<BlobId>,
+        changed: bool,
         new_account: bool,
     },
 }
@@ -46,6 +48,9 @@ impl Replica {
                 .collect();
         }
         let mut out = Vec::with_capacity(msgs.len());
+        // Whether any message brought changes: a batch that only updated sync states
+        // (persisted as an optimisation) needs no flush.
+        let mut changed = false;
         for (peer, doc, msg) in msgs {
             let verdict = match self.accepts_doc(doc) {
                 Ok(Err(why)) => Received::Refused(why),
@@ -56,15 +61,23 @@ impl Replica {
                         .and_then(|a| AccountName::try_from(a).ok())
                         .is_some_and(|a| !self.has_account(&a).unwrap_or(true));
                     match self.write_with(false, |r, tx| r.receive_in(tx, peer, doc, msg, now)) {
-                        Ok(missing) => Received::Applied {
-                            missing,
-                            new_account,
-                        },
+                        Ok(got) => {
+                            let new = got.is_some();
+                            changed |= new;
+                            Received::Applied {
+                                changed: new,
+                                missing: got.unwrap_or_default(),
+                                new_account: new_account && new,
+                            }
+                        }
                         Err(e) => Received::Failed(e.to_string()),
                     }
                 }
             };
             out.push(verdict);
+        }
+        if !changed {
+            return out;
         }
         if let Err(e) = self.kv.flush() {
             let why = format!("flush failed: {e}");

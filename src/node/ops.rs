@@ -496,6 +496,34 @@ impl Replica {
         if let Some(e) = err {
             return Err(e.into());
         }
+        self.renumber_mailboxes(&due, now, grace)
+    }
+
+    /// [`Replica::renumber_due`] for the mailboxes that had remote changes delivered since
+    /// the last call (the only ones a delivery can have made due): what a running node
+    /// runs after each batch of received changes, without reading every mailbox record.
+    pub fn renumber_delivered(&mut self, now: i64) -> Result<usize, NodeError> {
+        let grace = self.opts.renumber_grace_secs;
+        let mut due = std::collections::HashSet::new();
+        for mb in std::mem::take(&mut self.pending.delivered) {
+            let tx = Tx::new(self.kv.as_ref());
+            if let Some(meta) = tx.mailbox_meta(&mb)? {
+                if meta.renumber_due(&self.node, now, grace) {
+                    due.insert(mb);
+                }
+            }
+        }
+        self.renumber_mailboxes(&due, now, grace)
+    }
+
+    /// Renumbers the homeless messages of the mailboxes in `due` (each checked again in its
+    /// own transaction).
+    fn renumber_mailboxes(
+        &mut self,
+        due: &std::collections::HashSet<MailboxId>,
+        now: i64,
+        grace: i64,
+    ) -> Result<usize, NodeError> {
         if due.is_empty() {
             return Ok(0);
         }

@@ -26,7 +26,7 @@ use crate::model::{BlobId, MailboxId, NodeId};
 use crate::store::tables::key_pending;
 use crate::store::{StoreError, Tx};
 use automerge::ChangeHash;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Mailboxes delivered per transaction by [`Replica::deliver_all`]: bounds the documents a
 /// transaction holds open.
@@ -42,6 +42,9 @@ pub(crate) struct PendingIndex {
     by_blob: HashMap<BlobId, Vec<(MailboxId, ChangeHash)>>,
     /// Blobs stored since the index last looked.
     arrived: Vec<BlobId>,
+    /// Mailboxes that had changes delivered since [`Replica::renumber_delivered`] last
+    /// looked: the only ones a delivery can have made due for renumbering.
+    pub(crate) delivered: HashSet<MailboxId>,
     /// Changes decoded into the index so far (each once while it waits): what keeps
     /// delivery linear, and what the tests count.
     pub(crate) decoded: u64,
@@ -353,6 +356,7 @@ impl Replica {
         let Some(mut w) = self.pending.mbs.remove(mb) else {
             return Ok(());
         };
+        self.pending.delivered.insert(*mb);
         let res = self.deliver_waiting(tx, mb, &mut w, causal, now);
         if !w.items.is_empty() {
             self.pending.mbs.insert(*mb, w);

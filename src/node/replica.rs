@@ -603,6 +603,7 @@ impl Replica {
     ) -> Result<Vec<BlobId>, NodeError> {
         self.ensure_pending()?;
         self.write(|r, tx| r.receive_in(tx, peer, doc, msg, now))
+            .map(Option::unwrap_or_default)
     }
 
     pub(crate) fn receive_in(
@@ -612,7 +613,7 @@ impl Replica {
         doc: &str,
         msg: &[u8],
         now: i64,
-    ) -> Result<Vec<BlobId>, NodeError> {
+    ) -> Result<Option<Vec<BlobId>>, NodeError> {
         let kind = parse_doc_id(doc)
             .ok_or_else(|| NodeError::Io(format!("peer sent a bad document id {doc:?}")))?;
         let mut session = self.session(tx, peer, doc)?;
@@ -622,11 +623,17 @@ impl Replica {
         let new: Vec<ChangeHash> = am.get_changes(&before).iter().map(|c| c.hash()).collect();
         self.keep_session(tx, peer, doc, session);
         received?;
+        if new.is_empty() {
+            // Most messages of a live cluster only say what the peer has (the answer to
+            // a pushed change): the document is as it was, so there is nothing to save,
+            // announce or deliver, and nothing the caller must make durable.
+            return Ok(None);
+        }
         self.save(tx, doc);
         let DocKind::Segment(mb, _) = kind else {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         };
-        self.receive_pending(tx, &mb, doc, &new, now)
+        self.receive_pending(tx, &mb, doc, &new, now).map(Some)
     }
 
     /// Queues view events of mailbox `mb` made by the running transaction (`remote`: by a

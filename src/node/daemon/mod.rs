@@ -524,11 +524,23 @@ impl Core {
 
     async fn renumber(&mut self) -> Result<(), DaemonError> {
         let n = self.replica.call(|r| r.renumber_due(now())).await??;
+        self.renumbered(n);
+        Ok(())
+    }
+
+    /// [`Core::renumber`] of only the mailboxes that had changes delivered since the last
+    /// time (after received changes or blobs; the tick checks all of them).
+    async fn renumber_delivered(&mut self) -> Result<(), DaemonError> {
+        let n = self.replica.call(|r| r.renumber_delivered(now())).await??;
+        self.renumbered(n);
+        Ok(())
+    }
+
+    fn renumbered(&mut self, n: usize) {
         if n > 0 {
             tracing::info!(messages = n, "renumbered homeless messages");
             self.dirty = true;
         }
-        Ok(())
     }
 
     /// Queues blobs to fetch from `peer`; one worker per peer fetches them in batches,
@@ -679,7 +691,7 @@ impl Core {
                     self.asked.remove(id);
                 }
                 self.dirty = true;
-                self.renumber().await?;
+                self.renumber_delivered().await?;
                 // Blobs queued while this fetch ran.
                 self.fetch(peer, Vec::new());
             }

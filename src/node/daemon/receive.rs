@@ -104,12 +104,14 @@ impl Core {
                 }
                 Received::Applied {
                     missing,
+                    changed,
                     new_account,
                 } => {
-                    applied = true;
+                    // Only new changes can make heads to announce or messages to renumber.
+                    applied |= changed;
                     self.strikes.remove(&peer);
                     self.net.respond(channel, Response::Ack);
-                    self.dirty = true;
+                    self.dirty |= changed;
                     tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
                     if !missing.is_empty() {
                         self.fetch(peer, missing);
@@ -125,7 +127,7 @@ impl Core {
             }
         }
         if applied {
-            self.renumber().await?;
+            self.renumber_delivered().await?;
         }
         pull.dedup();
         for peer in pull {
