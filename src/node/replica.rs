@@ -37,7 +37,7 @@ pub struct Options {
     pub causal_delivery: bool,
     /// Bytes of memory the replica's caches may use together: sled's page cache and the
     /// open documents are both sized from it ([`Options::sled_cache`],
-    /// [`Options::max_open_docs`]). What no cache bounds comes on top: sled's page table
+    /// [`Options::doc_cache_bytes`]). What no cache bounds comes on top: sled's page table
     /// (~16 bytes per stored page, ~125 MiB for a 7.8 GB store) and one operation's data.
     pub memory_budget: u64,
 }
@@ -45,10 +45,16 @@ pub struct Options {
 /// The default [`Options::memory_budget`]: 256 MiB.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
 
-/// Estimated memory of one open segment document, to turn the budget's share for documents
-/// into a count: loading a 10k-message segment (automerge's op tree and indexes) raised a
-/// process's peak RSS by 14 MB, so ~22 MB for a full 16k-message one.
-const OPEN_DOC_BYTES: u64 = 24 * 1024 * 1024;
+/// Memory an open document takes per byte of its stored form, to weigh the documents the
+/// cache keeps against the budget: eight 16k-message segments (3.8 MB stored each) raised a
+/// process's RSS by ~56 MB besides the page cache holding their chunks (~2.5×).
+const DOC_MEMORY_PER_STORED_BYTE: u64 = 3;
+
+/// The least weight of an open document (automerge's own structures, a new document).
+const MIN_DOC_WEIGHT: u64 = 64 * 1024;
+
+/// Open documents at most, whatever their weight (the cache's order is a list).
+const MAX_OPEN_DOCS: usize = 1024;
 
 impl Options {
     /// sled's page cache: a quarter of the budget (64 MiB of the default, the figure the
@@ -57,11 +63,12 @@ impl Options {
         (self.memory_budget / 4).max(4 * 1024 * 1024)
     }
 
-    /// Documents kept open between operations: three eighths of the budget, at
-    /// [`OPEN_DOC_BYTES`] each (4 for the default budget), and never fewer than two (the
-    /// account document and the segment being written) nor more than 32.
-    pub fn max_open_docs(&self) -> usize {
-        ((self.memory_budget / 8 * 3 / OPEN_DOC_BYTES) as usize).clamp(2, 32)
+    /// Memory for documents kept open between operations: three eighths of the budget
+    /// (96 MiB of the default: eight full 16k-message segments). Documents are weighed by
+    /// their stored size; the two most recently used always stay (the account document and
+    /// the segment being written).
+    pub fn doc_cache_bytes(&self) -> u64 {
+        self.memory_budget / 8 * 3
     }
 }
 
@@ -132,10 +139,13 @@ pub struct Replica {
     pub(crate) opts: Options,
     /// Open documents and the metadata of what is persisted of them.
     pub(crate) docs: HashMap<String, (AutoCommit, DocMeta)>,
-    /// Open documents, least recently used first: at most [`Options::max_open_docs`] stay
-    /// open between operations, so a
-    /// node with many segments never holds them all in memory.
+    /// Open documents, least recently used first: at most [`Options::doc_cache_bytes`] of
+    /// them (by weight) stay open between operations, so a node with many segments never
+    /// holds them all in memory.
     lru: Vec<String>,
+    /// Estimated memory of the open documents loaded from the store (see
+    /// [`DOC_MEMORY_PER_STORED_BYTE`]); others weigh [`MIN_DOC_WEIGHT`].
+    weights: HashMap<String, u64>,
     /// Live sync sessions by (peer, document). Only their persistent part (the shared
     /// heads) is stored; the in-flight part must live as long as the connection.
     sessions: HashMap<(NodeId, String), DocSession>,
@@ -219,6 +229,7 @@ impl Replica {
             opts,
             docs: HashMap::new(),
             lru: Vec::new(),
+            weights: HashMap::new(),
             sessions: HashMap::new(),
             rewound: false,
             replaying: false,
@@ -283,10 +294,7 @@ impl Replica {
         });
         match done {
             Ok(v) => {
-                while self.lru.len() > self.opts.max_open_docs() {
-                    let old = self.lru.remove(0);
-                    self.docs.remove(&old);
-                }
+                self.evict_docs();
                 self.events.append(&mut self.staged);
                 if self.events.len() > MAX_EVENTS {
                     let drop = self.events.len() - MAX_EVENTS;
@@ -321,8 +329,19 @@ impl Replica {
             self.lru.push(d);
         }
         if !self.docs.contains_key(id) {
-            match tx.load_doc(id)? {
-                Some((mut am, meta)) => {
+            let t = std::time::Instant::now();
+            match tx.load_doc_sized(id)? {
+                Some((mut am, meta, bytes)) => {
+                    tracing::debug!(
+                        doc = id,
+                        chunks = meta.next_chunk - meta.first_chunk,
+                        bytes,
+                        ms = t.elapsed().as_millis() as u64,
+                        open = self.lru.len(),
+                        "loaded a document"
+                    );
+                    self.weights
+                        .insert(id.to_string(), bytes as u64 * DOC_MEMORY_PER_STORED_BYTE);
                     am.set_actor(crate::crdt::segment::actor(&self.node));
                     self.docs.insert(id.to_string(), (am, meta));
                 }
@@ -335,6 +354,25 @@ impl Replica {
             self.lru.push(id.to_string());
         }
         Ok(self.docs.get_mut(id))
+    }
+
+    /// Closes the least recently used documents until the open ones fit the budget.
+    fn evict_docs(&mut self) {
+        let budget = self.opts.doc_cache_bytes();
+        let weights = &self.weights;
+        let weight = |d: &String| weights.get(d).copied().unwrap_or(0).max(MIN_DOC_WEIGHT);
+        let mut total: u64 = self.lru.iter().map(weight).sum();
+        let mut evict = 0;
+        while self.lru.len() - evict > 2
+            && (total > budget || self.lru.len() - evict > MAX_OPEN_DOCS)
+        {
+            total -= weight(&self.lru[evict]);
+            evict += 1;
+        }
+        for old in self.lru.drain(..evict) {
+            self.docs.remove(&old);
+            self.weights.remove(&old);
+        }
     }
 
     /// Persists the changes of a cached document into `tx`.
@@ -371,6 +409,7 @@ impl Replica {
     pub fn close_docs(&mut self) {
         self.docs.clear();
         self.lru.clear();
+        self.weights.clear();
     }
 
     // ---- accounts and mailboxes ----

@@ -211,6 +211,15 @@ impl<'a> Tx<'a> {
 
     /// Loads a document from its chunks.
     pub fn load_doc(&self, doc: &str) -> Result<Option<(AutoCommit, DocMeta)>, StoreError> {
+        Ok(self.load_doc_sized(doc)?.map(|(am, meta, _)| (am, meta)))
+    }
+
+    /// [`Tx::load_doc`], with the stored bytes it loaded (what the document cache weighs
+    /// documents by).
+    pub fn load_doc_sized(
+        &self,
+        doc: &str,
+    ) -> Result<Option<(AutoCommit, DocMeta, usize)>, StoreError> {
         let Some(meta) = self.doc_meta(doc)? else {
             return Ok(None);
         };
@@ -218,16 +227,31 @@ impl<'a> Tx<'a> {
             doc: doc.to_string(),
             source: Box::new(source),
         };
-        let mut am = AutoCommit::new();
+        // One load of the snapshot and every incremental chunk after it: automerge then
+        // applies all the chunks' changes in one batch. Loading the chunks one by one
+        // (`load_incremental`) splices the whole document's columns once per chunk: a
+        // 16k-message segment with 33 chunks took 1.2-3.6 s to open instead of ~0.1 s.
+        let mut all = Vec::new();
         for i in meta.first_chunk..meta.next_chunk {
             let k = key_chunk(doc, i);
             let bytes = self.get_raw(&k)?.ok_or_else(|| StoreError::Corrupt {
                 key: doc.to_string(),
                 why: format!("chunk {i} missing"),
             })?;
-            am.load_incremental(&bytes).map_err(err)?;
+            if all.is_empty() {
+                all = bytes;
+            } else {
+                all.extend_from_slice(&bytes);
+            }
         }
-        Ok(Some((am, meta)))
+        let am = AutoCommit::load_with_options(
+            &all,
+            automerge::LoadOptions::new()
+                .on_partial_load(automerge::OnPartialLoad::Error)
+                .verification_mode(automerge::VerificationMode::Check),
+        )
+        .map_err(err)?;
+        Ok(Some((am, meta, all.len())))
     }
 
     /// Persists what `doc` has beyond `meta.heads`: one incremental chunk, or a compacted

@@ -89,7 +89,11 @@ impl Core {
         let mut pull = Vec::new();
         for (inc, verdict) in batch.into_iter().zip(verdicts) {
             let Incoming {
-                peer, doc, channel, ..
+                peer,
+                doc,
+                channel,
+                msg,
+                ..
             } = inc;
             match verdict {
                 Received::Refused(why) => {
@@ -112,7 +116,7 @@ impl Core {
                     self.strikes.remove(&peer);
                     self.net.respond(channel, Response::Ack);
                     self.dirty |= changed;
-                    tracing::debug!(%peer, %doc, missing = missing.len(), "sync message applied");
+                    tracing::debug!(%peer, %doc, bytes = msg.len(), changed, missing = missing.len(), "sync message applied");
                     if !missing.is_empty() {
                         self.fetch(peer, missing);
                     }
