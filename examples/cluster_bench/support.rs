@@ -286,16 +286,14 @@ pub fn start_node(dir: &Path, bootstrap: Option<&str>, ae: u32) -> Result<NodePr
     let mut child = c.spawn()?;
     let deadline = t + Duration::from_secs(120);
     loop {
-        if let Ok(s) = std::fs::read_to_string(&addrs) {
-            if let Some(l) = s.lines().next() {
-                if std::os::unix::net::UnixStream::connect(dir.join("control.sock")).is_ok() {
-                    return Ok(NodeProc {
-                        child,
-                        dir: dir.to_path_buf(),
-                        addr: l.trim().to_string(),
-                        startup: t.elapsed(),
-                    });
-                }
+        if let Some(l) = dovetail::node::daemon::listen_addrs(dir).into_iter().next() {
+            if std::os::unix::net::UnixStream::connect(dir.join("control.sock")).is_ok() {
+                return Ok(NodeProc {
+                    child,
+                    dir: dir.to_path_buf(),
+                    addr: l,
+                    startup: t.elapsed(),
+                });
             }
         }
         if let Some(st) = child.try_wait()? {

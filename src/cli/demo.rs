@@ -97,12 +97,10 @@ fn start(n: &mut Proc, bootstrap: Option<&str>, stop: &AtomicBool) -> Result<(),
     n.child = Some(c.spawn().map_err(|e| fail(e.to_string()))?);
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
-        if let Ok(t) = std::fs::read_to_string(&addrs) {
-            if let Some(l) = t.lines().next() {
-                if crate::node::control::running(&n.dir) {
-                    n.addr = Some(l.trim().to_string());
-                    return Ok(());
-                }
+        if let Some(l) = crate::node::daemon::listen_addrs(&n.dir).into_iter().next() {
+            if crate::node::control::running(&n.dir) {
+                n.addr = Some(l);
+                return Ok(());
             }
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -159,12 +159,13 @@ impl Cluster {
         n.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(t) = std::fs::read_to_string(&addrs) {
-                if let Some(l) = t.lines().next() {
-                    if std::os::unix::net::UnixStream::connect(n.dir.join("control.sock")).is_ok() {
-                        n.addr = Some(l.trim().to_string());
-                        break;
-                    }
+            if let Some(l) = dovetail::node::daemon::listen_addrs(&n.dir)
+                .into_iter()
+                .next()
+            {
+                if std::os::unix::net::UnixStream::connect(n.dir.join("control.sock")).is_ok() {
+                    n.addr = Some(l);
+                    break;
                 }
             }
             if let Some(st) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

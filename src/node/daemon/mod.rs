@@ -244,13 +244,31 @@ async fn serve(
 fn listening(file: &std::path::Path, addr: &libp2p::Multiaddr) {
     use std::io::Write;
     println!("listening on {addr}");
+    // One write of the whole line: `writeln!` on a file writes each piece of the address's
+    // `Display` separately, and a reader saw `/ip4/127.0.0.1/tcp/45495/p2p` (a node then
+    // refused that truncated `--bootstrap`). Readers take only complete lines too.
+    let line = format!("{addr}\n");
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(file)
     {
-        let _ = writeln!(f, "{addr}");
+        let _ = f.write_all(line.as_bytes());
     }
+}
+
+/// The addresses a node running on `dir` listens on, from its [`ADDRS_FILE`]: only the
+/// complete lines (the node may be writing the next one).
+pub fn listen_addrs(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join(ADDRS_FILE))
+        .map(|t| {
+            t.split_inclusive('\n')
+                .filter_map(|l| l.strip_suffix('\n'))
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Work finished by a spawned task, reported back to the coordinator.
