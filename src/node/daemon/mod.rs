@@ -55,6 +55,28 @@ pub enum DaemonError {
     Io(String),
 }
 
+/// A front end (e.g. IMAP) that a node runs beside its network: given the replica and a
+/// channel on which to report its writes (so the node announces them), it serves until its
+/// future is dropped at shutdown. Built by the layer above, which node does not know.
+#[derive(Clone)]
+pub struct FrontEnd(
+    #[allow(clippy::type_complexity)]
+    pub  std::sync::Arc<
+        dyn Fn(
+                ReplicaHandle,
+                mpsc::UnboundedSender<()>,
+            ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
+            + Send
+            + Sync,
+    >,
+);
+
+impl std::fmt::Debug for FrontEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrontEnd")
+    }
+}
+
 /// How a node runs.
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -66,6 +88,8 @@ pub struct DaemonConfig {
     pub anti_entropy: Duration,
     /// How often renumbering and delivery of waiting changes are retried.
     pub tick: Duration,
+    /// Front ends started once the node is up and stopped first at shutdown.
+    pub front_ends: Vec<FrontEnd>,
 }
 
 impl DaemonConfig {
@@ -77,6 +101,7 @@ impl DaemonConfig {
             options: Options::default(),
             anti_entropy: Duration::from_secs(3),
             tick: Duration::from_secs(1),
+            front_ends: Vec::new(),
         }
     }
 }
@@ -173,6 +198,11 @@ async fn serve(
     let (ctx, mut crx) = mpsc::unbounded_channel();
     let listener =
         super::control::bind(&cfg.data_dir).map_err(|e| DaemonError::Io(e.to_string()))?;
+    let fronts: Vec<_> = cfg
+        .front_ends
+        .iter()
+        .map(|f| tokio::spawn((f.0)(replica.clone(), ctx.clone())))
+        .collect();
     let control = tokio::spawn({
         let (replica, client, behind) = (replica.clone(), client.clone(), behind.clone());
         let counters = counters.clone();
@@ -227,7 +257,11 @@ async fn serve(
         }
     }
     tracing::info!("shutting down");
-    // No more writes: the control socket goes first, then the connections.
+    // No more writes: the front ends and the control socket go first, then the
+    // connections. A write a front end had started still completes on the replica thread.
+    for f in &fronts {
+        f.abort();
+    }
     control.abort();
     let _ = std::fs::remove_file(cfg.data_dir.join(super::control::SOCKET));
     client.shutdown();
