@@ -160,7 +160,7 @@ fn malformed_input_gets_bad_and_the_node_keeps_serving() {
     c.start(0, &[]);
     let addr = imap_addr(&c, 0);
     let mut conn = Conn::open(&addr);
-    let mut expect = |conn: &mut Conn, send: &[u8], tag: &str, status: &str| {
+    let expect = |conn: &mut Conn, send: &[u8], tag: &str, status: &str| {
         let got = conn.exchange(tag, send, None);
         let last = got.last().unwrap();
         assert!(
