@@ -358,6 +358,86 @@ def idle(addr_watch, addr_write):
     a.logout()
 
 
+def concurrent(addr_a, addr_b, n=12):
+    """Two sessions, one per node, append at once. Every session sees each message once, at
+    a unique UID; a UID never names another message; a message never appears below a UID
+    the session already saw; at the end both nodes answer identically."""
+    import hashlib
+    import threading
+
+    def subjects(m):
+        typ, data = m.fetch("1:*", "(UID FLAGS BODY.PEEK[])")
+        eq(typ, "OK", "fetch all")
+        out = []
+        for d in data:
+            if isinstance(d, tuple):
+                mo = re.search(rb"UID (\d+)", d[0])
+                fl = re.search(rb"FLAGS \(([^)]*)\)", d[0])
+                out.append((int(mo.group(1)), fl.group(1) if fl else b"", hashlib.sha256(d[1]).hexdigest()))
+        return out
+
+    class Watch:
+        def __init__(self, addr):
+            self.m = login(addr)
+            self.m.select("INBOX")
+            self.by_uid = {}
+            self.highest = 0
+
+        def poll(self, what):
+            ok(self.m.noop(), "noop")
+            seen = subjects(self.m)
+            uids = [u for u, _, _ in seen]
+            eq(uids, sorted(set(uids)), "%s: UIDs unique and ascending" % what)
+            hashes = [h for _, _, h in seen]
+            eq(len(hashes), len(set(hashes)), "%s: every message once" % what)
+            for u, _, h in seen:
+                if u in self.by_uid:
+                    eq(self.by_uid[u], h, "%s: UID %d names one message" % (what, u))
+                else:
+                    check(u > self.highest, "%s: new UID %d below %d already seen" % (what, u, self.highest))
+                    self.by_uid[u] = h
+            self.highest = max([self.highest] + uids)
+            return seen
+
+    wa, wb = Watch(addr_a), Watch(addr_b)
+    start = threading.Barrier(2)
+    errors = []
+
+    def writer(addr, name):
+        try:
+            m = login(addr)
+            for i in range(n):
+                start.wait(timeout=30)
+                msg = b"From: %s@example.org\r\nSubject: %s %d\r\n\r\nbody %s %d\r\n" % (
+                    name.encode(), name.encode(), i, name.encode(), i)
+                ok(m.append("INBOX", None, None, msg), "append %s %d" % (name, i))
+            m.logout()
+        except BaseException as e:  # reported by the main thread
+            errors.append(repr(e))
+
+    ts = [threading.Thread(target=writer, args=(a, nm)) for a, nm in ((addr_a, "a"), (addr_b, "b"))]
+    for t in ts:
+        t.start()
+    while any(t.is_alive() for t in ts):
+        wa.poll("node A")
+        wb.poll("node B")
+        time.sleep(0.2)
+    for t in ts:
+        t.join()
+    eq(errors, [], "writers")
+    deadline = time.time() + 90
+    while True:
+        sa, sb = wa.poll("node A"), wb.poll("node B")
+        if len(sa) == 2 * n and sa == sb:
+            break
+        check(time.time() < deadline, "no convergence: %d vs %d messages" % (len(sa), len(sb)))
+        time.sleep(0.5)
+    # UIDs above 2n mean clashes were renumbered (the scenario's point), reported for the log.
+    print("highest UID %d for %d messages" % (max(u for u, _, _ in sa), 2 * n))
+    wa.m.logout()
+    wb.m.logout()
+
+
 def login_only(addr):
     m = login(addr)
     ok(m.select("INBOX"), "select")
@@ -370,6 +450,8 @@ def main():
         flow(addrs[0])
     elif scenario == "idle":
         idle(addrs[0], addrs[-1])
+    elif scenario == "concurrent":
+        concurrent(addrs[0], addrs[1])
     elif scenario == "login":
         login_only(addrs[0])
     else:

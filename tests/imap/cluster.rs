@@ -59,3 +59,16 @@ fn idle_on_one_node_sees_an_append_on_the_other() {
     c.stop(1);
     c.stop(0);
 }
+
+#[test]
+fn sessions_on_two_nodes_appending_at_once_see_every_message_once() {
+    let mut c = cluster(2);
+    ok(&["sync", c.dir(0), c.dir(1)]);
+    c.start(0, &[]);
+    c.start(1, &[0]);
+    let (a, b) = (imap_addr(&c, 0), imap_addr(&c, 1));
+    python("concurrent", &[&a, &b]);
+    assert!(c.converged(&[0, 1], 30), "the nodes converge");
+    c.stop(1);
+    c.stop(0);
+}

@@ -74,5 +74,6 @@ pub fn python(scenario: &str, addrs: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "client.py {scenario} failed:\n{text}");
+    println!("client.py {scenario}: {text}");
     assert!(text.contains(&format!("ok {scenario}")), "{text}");
 }
