@@ -10,5 +10,7 @@ mod cluster;
 mod common;
 #[path = "imap/flow.rs"]
 mod flow;
+#[path = "imap/mbsync.rs"]
+mod mbsync;
 #[path = "imap/raw.rs"]
 mod raw;
