@@ -5,7 +5,10 @@ use super::ImapError;
 use argon2::password_hash::SaltString;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Hashes a password with argon2id (the crate's defaults: 19 MiB, 2 passes) and a random salt.
 pub fn hash_password(password: &str) -> Result<String, ImapError> {
@@ -28,6 +31,36 @@ pub fn verify_password(password: &[u8], hash: &str) -> bool {
 /// doubling up to 8 s, so guessing is slow even on one connection.
 pub fn failure_delay(n: u32) -> Duration {
     Duration::from_secs(1 << n.saturating_sub(1).min(3))
+}
+
+/// Failed logins per client address, shared by every connection of a node: a client that
+/// opens a new connection for each guess still waits longer and longer.
+#[derive(Clone, Default)]
+pub struct Throttle(Arc<Mutex<HashMap<IpAddr, Vec<Instant>>>>);
+
+/// How long a failed login counts against its address.
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Addresses remembered at most (a flood of addresses must not grow memory without bound).
+const MAX_ADDRESSES: usize = 65_536;
+
+impl Throttle {
+    /// Records a failed login from `ip`; returns its failures in the window.
+    pub fn failed(&self, ip: IpAddr) -> u32 {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_ADDRESSES {
+            m.retain(|_, v| v.last().is_some_and(|t| t.elapsed() < WINDOW));
+            if m.len() >= MAX_ADDRESSES {
+                m.clear();
+            }
+        }
+        let v = m.entry(ip).or_default();
+        v.retain(|t| t.elapsed() < WINDOW);
+        // Only the count matters past the cap of the delay.
+        if v.len() < 64 {
+            v.push(Instant::now());
+        }
+        v.len() as u32
+    }
 }
 
 /// Failed logins after which a connection is closed.
@@ -71,5 +104,15 @@ mod tests {
         assert_eq!(parse_plain(b"alice"), None);
         assert_eq!(failure_delay(1), Duration::from_secs(1));
         assert_eq!(failure_delay(9), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn failures_count_per_address() {
+        let t = Throttle::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(t.failed(a), 1);
+        assert_eq!(t.clone().failed(a), 2, "shared by clones (connections)");
+        assert_eq!(t.failed(b), 1);
     }
 }

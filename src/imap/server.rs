@@ -52,6 +52,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ImapError> {
     let mut sessions = JoinSet::new();
+    let throttle = auth::Throttle::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -62,6 +63,8 @@ pub async fn serve(
                         replica: replica.clone(),
                         changed: changed.clone(),
                         plaintext_ok: peer.ip().is_loopback(),
+                        peer: peer.ip(),
+                        throttle: throttle.clone(),
                     };
                     let cfg = cfg.clone();
                     sessions.spawn(async move {

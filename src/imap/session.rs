@@ -24,6 +24,9 @@ pub struct Ctx {
     /// LOGIN and AUTHENTICATE PLAIN are allowed (the connection is on loopback; there is no
     /// TLS yet).
     pub plaintext_ok: bool,
+    /// The client's address, and the failed logins per address of the whole node.
+    pub peer: std::net::IpAddr,
+    pub throttle: super::auth::Throttle,
 }
 
 /// The session states of RFC 3501 3.

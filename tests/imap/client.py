@@ -298,6 +298,15 @@ def flow(addr):
     eq(unq(ok(m.status("Archive", "(MESSAGES)"), "status Archive")[0]), b"Archive (MESSAGES 1)", "renamed keeps messages")
     ok(m.delete("Archive"), "delete")
     expect_no(lambda: m.status("Archive", "(MESSAGES)"), "status deleted", "NONEXISTENT")
+    # RENAME INBOX moves its messages and leaves INBOX empty (RFC 3501 6.3.5).
+    for msg in (SIMPLE, MULTI):
+        ok(m.append("INBOX", None, None, msg), "append before RENAME INBOX")
+    ok(m.rename("INBOX", "Old"), "rename INBOX")
+    eq(unq(ok(m.status("Old", "(MESSAGES)"), "status Old")[0]), b"Old (MESSAGES 2)", "RENAME INBOX moved")
+    eq(unq(ok(m.status("INBOX", "(MESSAGES)"), "status INBOX")[0]), b"INBOX (MESSAGES 0)", "INBOX left empty")
+    ok(m.select("Old"), "select Old")
+    eq(literal_of(fetch_one(m, "2", "BODY.PEEK[]")), MULTI, "moved bytes")
+
     typ, data = raw(m, b'ID ("name" "imaplib")')
     eq(typ, "OK", "ID")
     eq(m.untagged_responses.pop("ID", None), [b'("name" "dovetail" "version" "0.1.0")'], "ID response")

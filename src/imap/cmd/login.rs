@@ -1,7 +1,8 @@
 //! LOGIN and AUTHENTICATE PLAIN (the SASL exchange itself is driven by the server loop).
 //! The login is the account name; the password is checked against the argon2 hash in the
 //! account document. A failure is answered after a delay that doubles with each failure
-//! on the connection; after [`auth::MAX_FAILURES`] the connection is closed.
+//! from the client's address (on any connection); after [`auth::MAX_FAILURES`] on one
+//! connection it is closed.
 
 use crate::imap::auth;
 use crate::imap::session::{Reply, Session, State};
@@ -53,8 +54,9 @@ pub async fn login(s: &mut Session, user: &str, password: &[u8]) -> Reply {
         }
         _ => {
             s.failures += 1;
-            tracing::warn!(user, failures = s.failures, "IMAP login failed");
-            tokio::time::sleep(auth::failure_delay(s.failures)).await;
+            let from_addr = s.ctx.throttle.failed(s.ctx.peer);
+            tracing::warn!(user, failures = s.failures, from_addr, peer = %s.ctx.peer, "IMAP login failed");
+            tokio::time::sleep(auth::failure_delay(s.failures.max(from_addr))).await;
             if s.failures >= auth::MAX_FAILURES {
                 s.state = State::Logout;
             }

@@ -2,6 +2,7 @@
 
 use crate::imap::convert::mailbox_in;
 use crate::imap::session::{Reply, Session};
+use crate::model::MailboxName;
 use imap_codec::imap_types::mailbox::Mailbox;
 
 /// The logged-in account and a mailbox name, or the reply refusing the name.
@@ -58,10 +59,39 @@ pub async fn rename(s: &mut Session, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Re
         Ok(t) => t,
         Err(e) => return Reply::no(e.to_string()).other("CANNOT"),
     };
+    if f.is_inbox() {
+        return rename_inbox(s, a, t).await;
+    }
     match s.call(move |r| r.rename_mailbox(&a, &f, &t)).await {
         Ok(()) => {
             s.wrote();
             Reply::ok("RENAME completed")
+        }
+        Err(r) => r,
+    }
+}
+
+/// RENAME INBOX (RFC 3501 6.3.5): creates the new mailbox and moves every message of
+/// INBOX into it, leaving INBOX empty. Two durable writes on the replica thread, one after
+/// the other: if the node stops between them, the new mailbox exists and INBOX still holds
+/// its messages (nothing is lost; the client sees a failed RENAME and may retry the move).
+async fn rename_inbox(s: &mut Session, a: crate::model::AccountName, to: MailboxName) -> Reply {
+    let now = crate::node::daemon::now();
+    let res = s
+        .call(move |r| {
+            r.create_mailbox(&a, &to)?;
+            let inbox = MailboxName::inbox();
+            let uids: Vec<_> = r.list(&a, &inbox)?.into_iter().map(|(u, _)| u).collect();
+            if let Some(set) = crate::imap::convert::model_set(&uids) {
+                r.copy(&a, &inbox, &set, &to, true, now)?;
+            }
+            Ok(())
+        })
+        .await;
+    match res {
+        Ok(()) => {
+            s.wrote();
+            Reply::ok("RENAME completed: INBOX's messages moved")
         }
         Err(r) => r,
     }
