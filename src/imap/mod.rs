@@ -12,6 +12,7 @@
 //! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections, on mail-parser.
 //! - [`convert`]: model values to and from imap-types.
 //! - [`auth`]: argon2 password hashes, SASL PLAIN, the delay after a failure.
+//! - [`modseq`]: MODSEQ values on the wire, naming the node that issued them.
 //!
 //! Every write goes through the replica actor, which flushes before it returns: a tagged OK
 //! is sent only once the write is durable.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod cmd;
 pub mod convert;
 pub mod mime;
+pub mod modseq;
 pub mod selected;
 pub mod server;
 pub mod session;

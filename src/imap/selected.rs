@@ -5,6 +5,7 @@
 //! FETCH at any time, expunges as EXPUNGE only outside FETCH, STORE and SEARCH (until then
 //! an expunged message keeps its sequence number, RFC 3501 7.4.1).
 
+use super::modseq::Issuer;
 use crate::crdt::view::ViewRow;
 use crate::model::{FlagSet, MailboxId, MailboxName, Uid};
 use imap_codec::imap_types::core::Vec1;
@@ -191,7 +192,12 @@ impl Selected {
     /// Brings the client up to date with `current` (the mailbox's visible messages,
     /// ascending by UID): EXPUNGE for messages gone (only if `expunge_allowed`), FETCH
     /// (FLAGS) for messages whose MODSEQ grew, EXISTS for new messages.
-    pub fn sync(&mut self, current: &[Current], expunge_allowed: bool) -> Vec<Data<'static>> {
+    pub fn sync(
+        &mut self,
+        current: &[Current],
+        expunge_allowed: bool,
+        modseq: Option<Issuer>,
+    ) -> Vec<Data<'static>> {
         let mut out = Vec::new();
         if expunge_allowed {
             let gone: Vec<Uid> = self
@@ -212,7 +218,8 @@ impl Selected {
                     if c.modseq > self.modseqs[i] {
                         self.modseqs[i] = c.modseq;
                         if let Some(seq) = NonZeroU32::new(i as u32 + 1) {
-                            out.push(flags_data(seq, c.uid, &c.flags));
+                            let m = modseq.map(|i| i.wire(c.modseq));
+                            out.push(flags_data(seq, c.uid, &c.flags, m));
                         }
                     }
                 }
@@ -235,12 +242,20 @@ impl Selected {
     }
 }
 
-/// An untagged `FETCH (UID u FLAGS (...))`.
-pub fn flags_data(seq: NonZeroU32, uid: Uid, flags: &FlagSet) -> Data<'static> {
-    let items = vec![
+/// An untagged `FETCH (UID u FLAGS (...))`, with `MODSEQ (m)` under CONDSTORE.
+pub fn flags_data(
+    seq: NonZeroU32,
+    uid: Uid,
+    flags: &FlagSet,
+    modseq: Option<u64>,
+) -> Data<'static> {
+    let mut items = vec![
         MessageDataItem::Uid(NonZeroU32::new(uid.get()).expect("UIDs are not 0")),
         MessageDataItem::Flags(super::convert::flags_fetch(flags)),
     ];
+    if let Some(m) = modseq.and_then(std::num::NonZeroU64::new) {
+        items.push(MessageDataItem::ModSeq(m));
+    }
     Data::Fetch {
         seq,
         items: Vec1::try_from(items).expect("two items"),
@@ -268,11 +283,11 @@ mod tests {
         let mut s = sel(&[cur(1, 1), cur(2, 1), cur(3, 1), cur(5, 1)]);
         // 2 and 3 expunged elsewhere, 7 appended, 5 re-flagged.
         let now = [cur(1, 1), cur(5, 4), cur(7, 5)];
-        let during_fetch = s.sync(&now, false);
+        let during_fetch = s.sync(&now, false, None);
         assert_eq!(during_fetch.len(), 2, "{during_fetch:?}");
         assert!(matches!(during_fetch[1], Data::Exists(5)));
         assert_eq!(s.exists(), 5);
-        let later = s.sync(&now, true);
+        let later = s.sync(&now, true, None);
         let seqs: Vec<u32> = later
             .iter()
             .filter_map(|d| match d {
@@ -283,7 +298,7 @@ mod tests {
         assert_eq!(seqs, vec![2, 2]);
         assert_eq!(s.exists(), 3);
         assert_eq!(s.seq_of(Uid::new(7).unwrap()).map(|n| n.get()), Some(3));
-        assert!(s.sync(&now, true).is_empty(), "told once");
+        assert!(s.sync(&now, true, None).is_empty(), "told once");
     }
 
     #[test]

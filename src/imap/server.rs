@@ -53,6 +53,7 @@ pub async fn serve(
 ) -> Result<(), ImapError> {
     let mut sessions = JoinSet::new();
     let throttle = auth::Throttle::default();
+    let issuer = super::modseq::Issuer::of(&replica.call(|r| r.node_id()).await?);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -65,6 +66,7 @@ pub async fn serve(
                         plaintext_ok: peer.ip().is_loopback(),
                         peer: peer.ip(),
                         throttle: throttle.clone(),
+                        issuer,
                     };
                     let cfg = cfg.clone();
                     sessions.spawn(async move {

@@ -27,6 +27,8 @@ pub struct Ctx {
     /// The client's address, and the failed logins per address of the whole node.
     pub peer: std::net::IpAddr,
     pub throttle: super::auth::Throttle,
+    /// This node's MODSEQ issuer (CONDSTORE).
+    pub issuer: super::modseq::Issuer,
 }
 
 /// The session states of RFC 3501 3.
@@ -110,6 +112,8 @@ pub struct Session {
     pub out: Vec<Response<'static>>,
     /// Failed logins on this connection.
     pub failures: u32,
+    /// CONDSTORE is on (RFC 7162 3.1): untagged FETCH responses carry MODSEQ.
+    pub condstore: bool,
 }
 
 /// Whether a command's pending changes may include EXPUNGE (not during FETCH, STORE or
@@ -130,6 +134,7 @@ impl Session {
             events,
             out: Vec::new(),
             failures: 0,
+            condstore: false,
         }
     }
 
@@ -202,12 +207,20 @@ impl Session {
                 cmd::status::status(self, &mailbox, &item_names).await,
                 Everything,
             ),
-            C::Select { mailbox, .. } if authed => {
-                (cmd::select::select(self, &mailbox, false).await, Nothing)
-            }
-            C::Examine { mailbox, .. } if authed => {
-                (cmd::select::select(self, &mailbox, true).await, Nothing)
-            }
+            C::Select {
+                mailbox,
+                parameters,
+            } if authed => (
+                cmd::select::select(self, &mailbox, false, &parameters).await,
+                Nothing,
+            ),
+            C::Examine {
+                mailbox,
+                parameters,
+            } if authed => (
+                cmd::select::select(self, &mailbox, true, &parameters).await,
+                Nothing,
+            ),
             C::Append {
                 mailbox,
                 flags,
@@ -228,22 +241,31 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } if selected => (
-                cmd::fetch::fetch(self, &sequence_set, macro_or_item_names, uid).await,
-                NoExpunge,
-            ),
+                modifiers,
+            } if selected => {
+                let r =
+                    cmd::fetch::fetch(self, &sequence_set, macro_or_item_names, uid, &modifiers);
+                (r.await, NoExpunge)
+            }
             C::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } if selected => (
-                cmd::store::store(self, &sequence_set, kind, response, &flags, uid).await,
-                NoExpunge,
-            ),
+                modifiers,
+            } if selected => {
+                let args = cmd::store::Args {
+                    kind,
+                    response,
+                    by_uid: uid,
+                    modifiers,
+                };
+                (
+                    cmd::store::store(self, &sequence_set, &flags, args).await,
+                    NoExpunge,
+                )
+            }
             C::Search { criteria, uid, .. } if selected => (
                 cmd::search::search(self, criteria.as_ref(), uid).await,
                 NoExpunge,
@@ -310,8 +332,14 @@ impl Session {
     }
 
     /// Tells the node that this session wrote, so it announces the change to its peers.
-    pub fn wrote(&self) {
+    /// The selected mailbox is reread at the next chance to tell changes: the view events
+    /// of this write are published by the replica thread after it answered, possibly after
+    /// the client's next command, and a client must see its own APPEND or COPY there.
+    pub fn wrote(&mut self) {
         let _ = self.ctx.changed.send(());
+        if let Some(sel) = self.selected() {
+            sel.dirty = true;
+        }
     }
 
     /// The logged-in account.
@@ -390,8 +418,9 @@ impl Session {
         let id = sel.id;
         match self.call(move |r| current(r, &id)).await {
             Ok(rows) => {
+                let modseq = self.condstore.then_some(self.ctx.issuer);
                 let data = match self.selected() {
-                    Some(sel) => sel.sync(&rows, expunge),
+                    Some(sel) => sel.sync(&rows, expunge, modseq),
                     None => vec![],
                 };
                 for d in data {
@@ -413,6 +442,12 @@ pub fn tagged_status(tag: Tag<'static>, r: Reply) -> Status<'static> {
             text: text(&r.text),
         },
     })
+}
+
+/// This node's HIGHESTMODSEQ counter of a mailbox (0 for a mailbox without changes).
+pub fn highest(r: &Replica, id: &MailboxId) -> Result<u64, NodeError> {
+    let tx = crate::store::Tx::new(r.kv());
+    Ok(tx.mailbox_meta(id)?.map_or(0, |m| m.highest_modseq))
 }
 
 /// The visible messages of a mailbox (by id, so a rename elsewhere does not lose it).

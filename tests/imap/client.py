@@ -99,9 +99,12 @@ def raw(m, line):
     m.tagged_commands[tag] = None
     m.send(tag + b" " + line + b"\r\n")
     try:
-        return m._get_tagged_response(tag)
+        res = m._get_tagged_response(tag)
     except imaplib.IMAP4.error as e:
-        return "ERR", [str(e).encode()]
+        res = "ERR", [str(e).encode()]
+    # imaplib would hand this command's FETCH responses to the next FETCH it sends.
+    m.untagged_responses.pop("FETCH", None)
+    return res
 
 
 def unq(b):
@@ -129,7 +132,7 @@ def flow(addr):
     check(time.time() - t >= 0.9, "no delay after a wrong password")
     ok(m.login(USER, PASSWORD), "login after a failure")
     caps = m.capabilities
-    for c in ("IMAP4REV1", "IDLE", "UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "ID", "ENABLE"):
+    for c in ("IMAP4REV1", "IDLE", "UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "ID", "ENABLE", "CONDSTORE"):
         check(c in caps, "capability %s missing from %r" % (c, caps))
 
     # Commands of the selected state are refused before a SELECT (imaplib itself would
@@ -163,7 +166,8 @@ def flow(addr):
         ok(m.append("INBOX", flags, imaplib.Time2Internaldate(1700000000 + i), msg), "append")
         eq(code(m, "APPENDUID"), ("%d %d" % (uv, i + 1)).encode(), "APPENDUID %d" % i)
     ok(m.noop(), "noop")
-    eq(m.untagged_responses.pop("EXISTS", [None])[-1], b"3", "EXISTS after appends")
+    ex = m.untagged_responses.pop("EXISTS", [None])
+    eq(ex[-1], b"3", "EXISTS after appends (all: %r)" % ex)
 
     # FETCH: every item, bodies byte-identical.
     data = fetch_one(m, "1:3", "(UID FLAGS RFC822.SIZE)")
@@ -447,6 +451,76 @@ def concurrent(addr_a, addr_b, n=12):
     wb.m.logout()
 
 
+def modseqs(data):
+    """(UID, MODSEQ) pairs of FETCH responses."""
+    out = []
+    for d in data:
+        line = d[0] if isinstance(d, tuple) else d
+        if line is None:
+            continue
+        u = re.search(rb"UID (\d+)", line)
+        ms = re.search(rb"MODSEQ \((\d+)\)", line)
+        if u and ms:
+            out.append((int(u.group(1)), int(ms.group(1))))
+    return sorted(out)
+
+
+def condstore(addr_a, addr_b):
+    """CONDSTORE on one node (MODSEQ, CHANGEDSINCE, UNCHANGEDSINCE, SEARCH MODSEQ), and a
+    client moving to another node with its cached HIGHESTMODSEQ: a full answer there,
+    never "nothing changed"."""
+    m = login(addr_a)
+    check("CONDSTORE" in m.capabilities, "CONDSTORE announced")
+    typ, _ = raw(m, b"ENABLE CONDSTORE")
+    eq(typ, "OK", "ENABLE CONDSTORE")
+    eq(m.untagged_responses.pop("ENABLED", None), [b"CONDSTORE"], "ENABLED")
+    ok(m.create("Cs"), "create")
+    ok(m.select("Cs"), "select")
+    h0 = int(code(m, "HIGHESTMODSEQ"))
+    for msg in (SIMPLE, MULTI):
+        ok(m.append("Cs", None, None, msg), "append")
+    ok(m.noop(), "noop")
+    ms = modseqs(ok(m.uid("FETCH", "1:*", "(MODSEQ)"), "fetch modseq"))
+    eq([u for u, _ in ms], [1, 2], "UIDs")
+    check(h0 < ms[0][1] < ms[1][1], "MODSEQs grow: %d %r" % (h0, ms))
+    h1 = int(re.search(rb"HIGHESTMODSEQ (\d+)", ok(m.status("Cs", "(HIGHESTMODSEQ)"), "status")[0]).group(1))
+    eq(h1, ms[1][1], "HIGHESTMODSEQ is the last change")
+    data = ok(m.uid("STORE", "1", "+FLAGS", "(\\Seen)"), "store")
+    after = modseqs(data)
+    check(len(after) == 1 and after[0][1] > h1, "STORE answer carries the new MODSEQ: %r" % data)
+    changed = modseqs(ok(m.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d)" % h1), "changedsince"))
+    eq([u for u, _ in changed], [1], "CHANGEDSINCE finds only the changed message")
+    typ, data = raw(m, b"UID STORE 2 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % (ms[1][1] - 1))
+    eq(typ, "OK", "conditional store")
+    eq(m.untagged_responses.pop("MODIFIED", None), [b"2"], "UNCHANGEDSINCE refused a changed message")
+    eq(fetch_one(m, "2", "FLAGS", uid=True)[0].split(b"FLAGS ")[1][:2], b"()", "nothing stored")
+    typ, data = raw(m, b"UID STORE 2 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % ms[1][1])
+    eq((typ, m.untagged_responses.pop("MODIFIED", None)), ("OK", None), "unchanged: stored")
+    eq(ok(m.uid("SEARCH", "MODSEQ", str(h1 + 1)), "search modseq")[0].split(b" (")[0], b"1 2", "SEARCH MODSEQ")
+    h_a = int(re.search(rb"HIGHESTMODSEQ (\d+)", ok(m.status("Cs", "(HIGHESTMODSEQ)"), "status")[0]).group(1))
+    eq(modseqs(ok(m.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d)" % h_a), "none")), [], "nothing changed on A")
+    m.logout()
+
+    # The client moves to node B with its cached HIGHESTMODSEQ from node A.
+    b = login(addr_b)
+    deadline = time.time() + 30
+    while True:
+        typ, data = b.status("Cs", "(MESSAGES)")
+        if typ == "OK" and b"MESSAGES 2" in data[0]:
+            break
+        check(time.time() < deadline, "Cs did not reach node B")
+        time.sleep(0.3)
+    typ, data = raw(b, b"ENABLE CONDSTORE")
+    ok(b.select("Cs"), "select on B")
+    h_b = int(code(b, "HIGHESTMODSEQ"))
+    check(h_b != h_a, "node B's HIGHESTMODSEQ is not node A's")
+    full = modseqs(ok(b.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d)" % h_a), "changedsince on B"))
+    eq([u for u, _ in full], [1, 2], "a value from node A gets every message on node B")
+    typ, data = raw(b, b"UID STORE 1 (UNCHANGEDSINCE %d) +FLAGS (\\Draft)" % h_a)
+    eq(b.untagged_responses.pop("MODIFIED", None), [b"1"], "UNCHANGEDSINCE with A's value fails on B")
+    b.logout()
+
+
 def login_only(addr):
     m = login(addr)
     ok(m.select("INBOX"), "select")
@@ -461,6 +535,8 @@ def main():
         idle(addrs[0], addrs[-1])
     elif scenario == "concurrent":
         concurrent(addrs[0], addrs[1])
+    elif scenario == "condstore":
+        condstore(addrs[0], addrs[1])
     elif scenario == "login":
         login_only(addrs[0])
     else:

@@ -72,3 +72,15 @@ fn sessions_on_two_nodes_appending_at_once_see_every_message_once() {
     c.stop(1);
     c.stop(0);
 }
+
+#[test]
+fn condstore_on_one_node_and_a_client_moving_to_another() {
+    let mut c = cluster(2);
+    ok(&["sync", c.dir(0), c.dir(1)]);
+    c.start(0, &[]);
+    c.start(1, &[0]);
+    let (a, b) = (imap_addr(&c, 0), imap_addr(&c, 1));
+    python("condstore", &[&a, &b]);
+    c.stop(1);
+    c.stop(0);
+}

@@ -19,6 +19,7 @@ pub fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
         Capability::Enable,
         Capability::Namespace,
         Capability::Id,
+        Capability::CondStore,
     ];
     if s.ctx.plaintext_ok {
         c.push(Capability::Auth(AuthMechanism::Plain));
@@ -60,11 +61,13 @@ pub fn id(s: &mut Session) -> Reply {
     Reply::ok("ID completed")
 }
 
-/// ENABLE (RFC 5161): none of the extensions ENABLE can turn on is supported yet, so
-/// nothing is enabled.
-pub fn enable(s: &mut Session, _asked: Vec1<CapabilityEnable<'static>>) -> Reply {
-    s.data(Data::Enabled {
-        capabilities: vec![],
-    });
+/// ENABLE (RFC 5161): CONDSTORE can be enabled; QRESYNC and the others are not supported.
+pub fn enable(s: &mut Session, asked: Vec1<CapabilityEnable<'static>>) -> Reply {
+    let mut on = vec![];
+    if asked.as_ref().contains(&CapabilityEnable::CondStore) {
+        s.condstore = true;
+        on.push(CapabilityEnable::CondStore);
+    }
+    s.data(Data::Enabled { capabilities: on });
     Reply::ok("ENABLE completed")
 }

@@ -6,9 +6,11 @@
 use crate::crdt::view::ViewRow;
 use crate::imap::convert::{datetime, flags_fetch, nstring};
 use crate::imap::mime::Mime;
-use crate::imap::session::{Reply, Session, State};
+use crate::imap::modseq::Issuer;
+use crate::imap::session::{highest, Reply, Session, State};
 use crate::model::{Flag, FlagSet, Uid};
 use crate::node::FlagOp;
+use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::{
     Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName as Name,
@@ -80,7 +82,17 @@ pub async fn fetch(
     set: &SequenceSet,
     what: MacroOrMessageDataItemNames<'static>,
     by_uid: bool,
+    modifiers: &[FetchModifier],
 ) -> Reply {
+    let mut changed_since = None;
+    for m in modifiers {
+        match m {
+            FetchModifier::ChangedSince(v) => changed_since = Some(v.get()),
+            FetchModifier::Vanished => {
+                return Reply::bad("QRESYNC (VANISHED) is not supported yet")
+            }
+        }
+    }
     let State::Selected { account, mailbox } = &s.state else {
         return Reply::bad("no mailbox selected");
     };
@@ -89,6 +101,11 @@ pub async fn fetch(
         Err(_) => return Reply::bad("invalid message sequence number"),
     };
     let mut names = expand(what);
+    // CHANGEDSINCE implies MODSEQ; either turns CONDSTORE on (RFC 7162 3.1).
+    if changed_since.is_some() && !names.iter().any(|n| matches!(n, Name::ModSeq)) {
+        names.push(Name::ModSeq);
+    }
+    let condstore_now = names.iter().any(|n| matches!(n, Name::ModSeq));
     if by_uid && !names.iter().any(|n| matches!(n, Name::Uid)) {
         names.insert(0, Name::Uid);
     }
@@ -103,6 +120,8 @@ pub async fn fetch(
     let (a, name, id) = (account.clone(), mailbox.name.clone(), mailbox.id);
     let now = crate::node::daemon::now();
     let mut wrote = false;
+    let issuer = s.ctx.issuer;
+    s.condstore |= condstore_now;
     for chunk in uids.chunks(BATCH) {
         let chunk = chunk.to_vec();
         let (a, name) = (a.clone(), name.clone());
@@ -113,6 +132,13 @@ pub async fn fetch(
                 for u in &chunk {
                     if let Some(row) = crate::store::tables::row(r.kv(), &id, *u)? {
                         rows.push((*u, row));
+                    }
+                }
+                // A value this node did not issue cannot be compared: every message counts
+                // as changed (docs/design.md 8), never none.
+                if let Some(cs) = changed_since {
+                    if let Some(c) = issuer.local(cs, highest(r, &id)?) {
+                        rows.retain(|(_, row)| row.modseq.get() > c);
                     }
                 }
                 let unseen: Vec<Uid> = rows
@@ -156,7 +182,7 @@ pub async fn fetch(
         };
         for g in got {
             wrote |= g.seen_now;
-            respond(s, &names, g);
+            respond(s, &names, g, issuer);
         }
     }
     if wrote {
@@ -166,7 +192,9 @@ pub async fn fetch(
 }
 
 /// Queues the FETCH response of one message.
-fn respond(s: &mut Session, names: &[Name<'static>], g: Got) {
+fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer) {
+    let condstore = s.condstore;
+    let wire = NonZeroU64::new(issuer.wire(g.row.modseq.get())).unwrap_or(NonZeroU64::MIN);
     let Some(sel) = s.selected() else {
         return;
     };
@@ -189,9 +217,7 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got) {
             Name::Rfc822Size => {
                 MessageDataItem::Rfc822Size(u32::try_from(g.row.size).unwrap_or(u32::MAX))
             }
-            Name::ModSeq => MessageDataItem::ModSeq(
-                NonZeroU64::new(g.row.modseq.get()).unwrap_or(NonZeroU64::MIN),
-            ),
+            Name::ModSeq => MessageDataItem::ModSeq(wire),
             Name::Envelope => match &mime {
                 Some(m) => MessageDataItem::Envelope(m.envelope()),
                 None => continue,
@@ -239,6 +265,9 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got) {
     if g.seen_now && !told_flags {
         told_flags = true;
         items.push(MessageDataItem::Flags(flags_fetch(&g.row.flags)));
+        if condstore && !names.iter().any(|n| matches!(n, Name::ModSeq)) {
+            items.push(MessageDataItem::ModSeq(wire));
+        }
     }
     if told_flags {
         sel.told(g.uid, g.row.modseq.get());

@@ -4,7 +4,8 @@
 
 use crate::crdt::view::ViewRow;
 use crate::imap::mime::{decoded_texts, Mime};
-use crate::imap::session::{Reply, Session, State};
+use crate::imap::modseq::Issuer;
+use crate::imap::session::{highest, Reply, Session, State};
 use crate::model::{Flag, Uid};
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::response::Data;
@@ -118,16 +119,37 @@ fn day(secs: i64) -> chrono::NaiveDate {
         .date_naive()
 }
 
-fn eval(k: &SearchKey<'_>, m: &Msg<'_>, exists: u32, last_uid: u32) -> bool {
+/// What keys compare against besides the message: the mailbox's EXISTS and largest UID,
+/// and this node's MODSEQ issuer with the mailbox's HIGHESTMODSEQ counter.
+struct Env {
+    exists: u32,
+    last_uid: u32,
+    issuer: Issuer,
+    highest: u64,
+}
+
+fn has_modseq(k: &SearchKey<'_>) -> bool {
     use SearchKey as K;
+    match k {
+        K::And(v) => v.as_ref().iter().any(has_modseq),
+        K::Or(a, b) => has_modseq(a) || has_modseq(b),
+        K::Not(a) => has_modseq(a),
+        K::ModSequence { .. } => true,
+        _ => false,
+    }
+}
+
+fn eval(k: &SearchKey<'_>, m: &Msg<'_>, env: &Env) -> bool {
+    use SearchKey as K;
+    let (exists, last_uid) = (env.exists, env.last_uid);
     let has = |f: &str| Flag::try_from(f).is_ok_and(|f| m.row.flags.contains(&f));
     let p = m.parsed.as_ref();
     let hdr = |name: &str, v: &AString<'_>| p.is_some_and(|p| header_has(p, name, v));
     let internal = day(m.row.internal_date);
     match k {
-        K::And(v) => v.as_ref().iter().all(|k| eval(k, m, exists, last_uid)),
-        K::Or(a, b) => eval(a, m, exists, last_uid) || eval(b, m, exists, last_uid),
-        K::Not(a) => !eval(a, m, exists, last_uid),
+        K::And(v) => v.as_ref().iter().all(|k| eval(k, m, env)),
+        K::Or(a, b) => eval(a, m, env) || eval(b, m, env),
+        K::Not(a) => !eval(a, m, env),
         K::All | K::Old => true,
         K::New | K::Recent => false,
         K::SequenceSet(s) => in_set(s, m.seq, exists),
@@ -165,7 +187,11 @@ fn eval(k: &SearchKey<'_>, m: &Msg<'_>, exists: u32, last_uid: u32) -> bool {
                 || p.texts.iter().any(|t| text_contains(t, &ns))
                 || (matches!(k, K::Text(_)) && contains(&p.header_raw, needle))
         }),
-        K::ModSequence { modseq, .. } => m.row.modseq.get() >= *modseq,
+        // A value this node did not issue matches everything (docs/design.md 8).
+        K::ModSequence { modseq, .. } => match env.issuer.local(*modseq, env.highest) {
+            Some(c) => m.row.modseq.get() >= c,
+            None => true,
+        },
         #[allow(unreachable_patterns)]
         _ => false,
     }
@@ -186,6 +212,19 @@ pub async fn search(s: &mut Session, criteria: &[SearchKey<'static>], by_uid: bo
             .unwrap_or_else(|_| imap_codec::imap_types::core::Vec1::from(SearchKey::All)),
     );
     let raw = needs_raw(&key);
+    let with_modseq = has_modseq(&key);
+    s.condstore |= with_modseq;
+    let highest = match s.call(move |r| highest(r, &id)).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let env = Env {
+        exists,
+        last_uid,
+        issuer: s.ctx.issuer,
+        highest,
+    };
+    let mut top = 0;
     let mut hits = Vec::new();
     for (c, chunk) in known.chunks(BATCH).enumerate() {
         let chunk = chunk.to_vec();
@@ -212,13 +251,18 @@ pub async fn search(s: &mut Session, criteria: &[SearchKey<'static>], by_uid: bo
                 row: &row,
                 parsed: body.as_deref().map(Parsed::of),
             };
-            if eval(&key, &m, exists, last_uid) {
+            if eval(&key, &m, &env) {
+                top = top.max(row.modseq.get());
                 let n = if by_uid { uid.get() } else { m.seq };
                 hits.extend(NonZeroU32::new(n));
             }
         }
     }
-    s.data(Data::Search(hits, None));
+    // Under a MODSEQ key, the highest MODSEQ of the messages found (RFC 7162 3.1.5).
+    let modseq = (with_modseq && !hits.is_empty())
+        .then(|| std::num::NonZeroU64::new(env.issuer.wire(top)))
+        .flatten();
+    s.data(Data::Search(hits, modseq));
     Reply::ok("SEARCH completed")
 }
 

@@ -4,6 +4,7 @@ use crate::imap::convert::{flag_out, mailbox_in};
 use crate::imap::selected::{Current, Selected};
 use crate::imap::session::{current, Reply, Session, State};
 use crate::model::{Flag, MailboxId};
+use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::flag::{Flag as ImapFlag, FlagPerm};
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data};
@@ -17,7 +18,12 @@ const SYSTEM: [ImapFlag<'static>; 5] = [
     ImapFlag::Draft,
 ];
 
-pub async fn select(s: &mut Session, m: &Mailbox<'_>, read_only: bool) -> Reply {
+pub async fn select(
+    s: &mut Session,
+    m: &Mailbox<'_>,
+    read_only: bool,
+    params: &[SelectParameter],
+) -> Reply {
     let Some(account) = s.account().cloned() else {
         return Reply::bad("not logged in");
     };
@@ -25,6 +31,12 @@ pub async fn select(s: &mut Session, m: &Mailbox<'_>, read_only: bool) -> Reply 
     s.state = State::Authenticated {
         account: account.clone(),
     };
+    for p in params {
+        match p {
+            SelectParameter::CondStore => s.condstore = true,
+            SelectParameter::QResync { .. } => return Reply::bad("QRESYNC is not supported yet"),
+        }
+    }
     let name = match mailbox_in(m) {
         Ok(n) => n,
         Err(e) => return Reply::no(e.to_string()).other("NONEXISTENT"),
@@ -85,7 +97,7 @@ pub async fn select(s: &mut Session, m: &Mailbox<'_>, read_only: bool) -> Reply 
     let nz = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
     s.untagged(Reply::ok("UIDs valid").code(Code::UidValidity(nz(st.uidvalidity))));
     s.untagged(Reply::ok("Predicted next UID").code(Code::UidNext(nz(st.uidnext))));
-    if let Some(h) = NonZeroU64::new(st.highest_modseq) {
+    if let Some(h) = NonZeroU64::new(s.ctx.issuer.wire(st.highest_modseq)) {
         s.untagged(Reply::ok("Highest").code(Code::HighestModSeq(h)));
     }
     s.state = State::Selected {

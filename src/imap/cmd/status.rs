@@ -31,6 +31,7 @@ pub async fn status(s: &mut Session, m: &Mailbox<'_>, names: &[StatusDataItemNam
         Ok(st) => st,
         Err(r) => return r,
     };
+    let issuer = s.ctx.issuer;
     let nz = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
     let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     let items: Vec<StatusDataItem> = names
@@ -43,9 +44,9 @@ pub async fn status(s: &mut Session, m: &Mailbox<'_>, names: &[StatusDataItemNam
                 Some(StatusDataItem::UidValidity(nz(st.uidvalidity)))
             }
             StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(clamp(st.unseen))),
-            StatusDataItemName::HighestModSeq => {
-                Some(StatusDataItem::HighestModSeq(st.highest_modseq))
-            }
+            StatusDataItemName::HighestModSeq => Some(StatusDataItem::HighestModSeq(
+                issuer.wire(st.highest_modseq),
+            )),
             _ => None,
         })
         .collect();
