@@ -48,9 +48,13 @@ pub async fn store(
         StoreType::Remove => FlagOp::Remove(fs),
         StoreType::Replace => FlagOp::Replace(fs),
     };
-    let unchanged_since = args.modifiers.iter().find_map(|m| match m {
-        StoreModifier::UnchangedSince(v) => Some(*v),
-    });
+    let unchanged_since = args
+        .modifiers
+        .iter()
+        .map(|m| match m {
+            StoreModifier::UnchangedSince(v) => *v,
+        })
+        .next();
     let (a, name, id) = (account.clone(), mailbox.name.clone(), mailbox.id);
     let issuer = s.ctx.issuer;
     s.condstore |= unchanged_since.is_some();
