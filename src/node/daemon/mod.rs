@@ -20,11 +20,13 @@
 //! with the peer) before anything is stored.
 
 mod exchange;
+mod front;
 mod receive;
 pub mod recon;
 
 pub use exchange::peers;
 use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
+pub use front::FrontEnd;
 
 use super::actor::{ActorStopped, ReplicaHandle};
 use super::{doc_account, NodeError, Options, Replica};
@@ -53,28 +55,6 @@ pub enum DaemonError {
     Stopped(#[from] ActorStopped),
     #[error("{0}")]
     Io(String),
-}
-
-/// A front end (e.g. IMAP) that a node runs beside its network: given the replica and a
-/// channel on which to report its writes (so the node announces them), it serves until its
-/// future is dropped at shutdown. Built by the layer above, which node does not know.
-#[derive(Clone)]
-pub struct FrontEnd(
-    #[allow(clippy::type_complexity)]
-    pub  std::sync::Arc<
-        dyn Fn(
-                ReplicaHandle,
-                mpsc::UnboundedSender<()>,
-            ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
-            + Send
-            + Sync,
-    >,
-);
-
-impl std::fmt::Debug for FrontEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FrontEnd")
-    }
 }
 
 /// How a node runs.
