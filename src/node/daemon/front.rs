@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 #[derive(Clone)]
 pub struct FrontEnd(
     #[allow(clippy::type_complexity)]
-    pub  std::sync::Arc<
+    pub std::sync::Arc<
         dyn Fn(
                 ReplicaHandle,
                 mpsc::UnboundedSender<()>,
