@@ -7,19 +7,15 @@ use tokio::sync::mpsc;
 
 /// A front end (e.g. IMAP) that a node runs beside its network: given the replica and a
 /// channel on which to report its writes (so the node announces them), it serves until its
-/// future is dropped at shutdown. Built by the layer above, which node does not know.
+/// future is dropped at shutdown.
 #[derive(Clone)]
-pub struct FrontEnd(
-    #[allow(clippy::type_complexity)]
-    pub std::sync::Arc<
-        dyn Fn(
-                ReplicaHandle,
-                mpsc::UnboundedSender<()>,
-            ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
-            + Send
-            + Sync,
-    >,
-);
+pub struct FrontEnd(pub std::sync::Arc<FrontEndFn>);
+
+/// What a [`FrontEnd`] runs: the replica and the write channel in, the serving future out.
+pub type FrontEndFn = dyn Fn(ReplicaHandle, mpsc::UnboundedSender<()>) -> ServeFuture + Send + Sync;
+
+/// The future a front end serves in (dropped at shutdown).
+pub type ServeFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl std::fmt::Debug for FrontEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
