@@ -254,3 +254,74 @@ fn malformed_input_gets_bad_and_the_node_keeps_serving() {
     expect(&mut conn, b"z4 LOGOUT\r\n", "z4", "OK");
     c.stop(0);
 }
+
+#[test]
+fn random_bytes_never_stop_the_node() {
+    let mut c = cluster(1);
+    c.start(0, &[]);
+    let addr = imap_addr(&c, 0);
+    // A fixed xorshift stream: the same bytes on every run.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Fragments of real syntax mixed with noise reach deeper into the parser than noise.
+    let words: [&[u8]; 12] = [
+        b"a1 ",
+        b"LOGIN ",
+        b"SELECT ",
+        b"FETCH ",
+        b"{5}\r\n",
+        b"{3+}\r\n",
+        b"(",
+        b")",
+        b"\"",
+        b"BODY[",
+        b"1:*",
+        b"\r\n",
+    ];
+    for round in 0..40 {
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = Vec::new();
+        if round % 2 == 1 {
+            buf.extend_from_slice(
+                format!("L LOGIN alice \"{PASSWORD}\"\r\nS SELECT INBOX\r\n").as_bytes(),
+            );
+        }
+        for _ in 0..(next() % 60) {
+            if next() % 3 == 0 {
+                buf.extend_from_slice(words[(next() % words.len() as u64) as usize]);
+            } else {
+                let n = next() % 16;
+                buf.extend((0..n).map(|_| next() as u8));
+            }
+        }
+        buf.extend_from_slice(b"\r\n");
+        let _ = s.write_all(&buf);
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = s.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    // Still serving, and a session still works end to end.
+    let mut conn = Conn::open(&addr);
+    let r = conn.exchange(
+        "f1",
+        format!("f1 LOGIN alice \"{PASSWORD}\"\r\n").as_bytes(),
+        None,
+    );
+    assert!(r.last().unwrap().starts_with("f1 OK"), "{r:?}");
+    let r = conn.exchange("f2", b"f2 SELECT INBOX\r\n", None);
+    assert!(r.last().unwrap().starts_with("f2 OK"), "{r:?}");
+    // A node stops cleanly (SIGTERM, exit 0) with a session still open.
+    c.stop(0);
+    let panics = c.log_lines(0, "panicked");
+    assert!(panics.is_empty(), "a session panicked: {panics:?}");
+}
