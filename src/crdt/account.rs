@@ -10,6 +10,7 @@
 //! | `mb/<id>/del`           | true   | deleted (meaningful only while `alive` is unset) |
 //! | `nm/<name>/<uv>`        | true   | `name` has shown this UIDVALIDITY                |
 //! | `user/<login>`          | string | the login's password hash (argon2 PHC string)    |
+//! | `sub/<name>`            | true   | IMAP subscription (add-wins, like `alive`)       |
 //!
 //! **The name rule** (invariant 4 is about names: IMAP clients cache UIDVALIDITY by name).
 //! A mailbox's UIDVALIDITY is the greatest of its `uv` and `bump` values, so it only grows.
@@ -377,6 +378,27 @@ impl Account {
         }
     }
 
+    /// Subscribes to (or unsubscribes from) a mailbox name (IMAP SUBSCRIBE). Names, not
+    /// mailboxes: a subscription outlives the mailbox (RFC 3501 6.3.6).
+    pub fn subscribe(&mut self, name: &str, on: bool) -> Result<(), CrdtError> {
+        let key = format!("sub/{name}");
+        if on {
+            self.doc.put(ROOT, key, true)?;
+        } else if self.doc.get(ROOT, key.as_str())?.is_some() {
+            self.doc.delete(ROOT, key.as_str())?;
+        }
+        self.commit("subscribe");
+        Ok(())
+    }
+
+    /// The subscribed names, sorted.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.doc
+            .keys(ROOT)
+            .filter_map(|k| k.strip_prefix("sub/").map(str::to_string))
+            .collect()
+    }
+
     fn commit(&mut self, what: &str) {
         self.doc
             .commit_with(CommitOptions::default().with_message(format!("dt1-account {what}")));
@@ -402,5 +424,17 @@ mod tests {
         assert_eq!(acc.password("alice"), None);
         // Removing a login that has no password is not an error.
         acc.set_password("bob", None).unwrap();
+    }
+
+    #[test]
+    fn subscriptions_are_names() {
+        let mut acc = Account::new(&NodeId([7; 32]));
+        acc.subscribe("Work/2026", true).unwrap();
+        acc.subscribe("INBOX", true).unwrap();
+        acc.subscribe("Gone", false).unwrap();
+        assert_eq!(acc.subscriptions(), vec!["INBOX", "Work/2026"]);
+        acc.subscribe("INBOX", false).unwrap();
+        assert_eq!(acc.subscriptions(), vec!["Work/2026"]);
+        assert!(acc.entries().is_empty(), "not mailboxes");
     }
 }

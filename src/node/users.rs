@@ -1,5 +1,6 @@
-//! Logins of an account: password hashes kept in the account document, so they replicate
-//! with it and every node can authenticate every login of the accounts it holds.
+//! Logins and subscriptions of an account: password hashes and subscribed names kept in the
+//! account document, so they replicate with it (every node can authenticate every login of
+//! the accounts it holds, and shows the same subscriptions).
 
 use super::{NodeError, Replica};
 use crate::model::AccountName;
@@ -54,5 +55,22 @@ impl Replica {
         let kv = std::sync::Arc::clone(&self.kv);
         let tx = Tx::new(kv.as_ref());
         Ok(self.account(&tx, a)?.and_then(|acc| acc.password(login)))
+    }
+
+    /// Subscribes to or unsubscribes from a mailbox name, durably.
+    pub fn subscribe(&mut self, a: &AccountName, name: &str, on: bool) -> Result<(), NodeError> {
+        self.write(|r, tx| {
+            let mut acc = r.account_or_err(tx, a)?;
+            acc.subscribe(name, on)?;
+            r.put_account(tx, a, acc);
+            Ok(())
+        })
+    }
+
+    /// The subscribed names of an account, sorted.
+    pub fn subscriptions(&mut self, a: &AccountName) -> Result<Vec<String>, NodeError> {
+        let kv = std::sync::Arc::clone(&self.kv);
+        let tx = Tx::new(kv.as_ref());
+        Ok(self.account_or_err(&tx, a)?.subscriptions())
     }
 }

@@ -1,5 +1,6 @@
-//! LIST, LSUB and NAMESPACE. One personal namespace, `/` as the hierarchy delimiter.
-//! Subscriptions are not stored yet: LSUB lists every mailbox (see docs/imap.md).
+//! LIST, LSUB and NAMESPACE. One personal namespace, `/` as the hierarchy delimiter. LSUB
+//! lists the subscribed names (stored in the account document), whether or not a mailbox
+//! has the name now.
 
 use crate::imap::convert::mailbox_out;
 use crate::imap::session::{Reply, Session};
@@ -72,6 +73,9 @@ pub async fn list(
     full.extend_from_slice(&pat);
     let names = match s
         .call(move |r| {
+            if lsub {
+                return r.subscriptions(&account);
+            }
             Ok(r.status(&account)?
                 .into_iter()
                 .map(|m| m.name)
@@ -82,9 +86,15 @@ pub async fn list(
         Ok(n) => n,
         Err(r) => return r,
     };
-    // Existing mailboxes, and their ancestors that do not exist (\Noselect).
+    // Existing mailboxes (or subscribed names), and their ancestors that are not (\Noselect).
     let mut all: BTreeMap<String, bool> = BTreeMap::new();
+    // Ancestors matter to `%` only: `*` reaches the names themselves.
+    let percent = full.contains(&b'%');
     for n in &names {
+        if !percent {
+            all.insert(n.clone(), true);
+            continue;
+        }
         let mut prefix = String::new();
         for (i, level) in n.split('/').enumerate() {
             if i > 0 {

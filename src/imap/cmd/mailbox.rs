@@ -97,15 +97,22 @@ async fn rename_inbox(s: &mut Session, a: crate::model::AccountName, to: Mailbox
     }
 }
 
-/// Accepted and not stored (LSUB lists every mailbox): subscriptions are a missing piece
-/// of issue 8, written down in docs/imap.md.
+/// SUBSCRIBE and UNSUBSCRIBE: names kept in the account document (they replicate).
 pub async fn subscribe(s: &mut Session, m: &Mailbox<'_>, on: bool) -> Reply {
-    if let Err(r) = target(s, m) {
-        return r;
+    let (a, n) = match target(s, m) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let name = n.to_string();
+    match s.call(move |r| r.subscribe(&a, &name, on)).await {
+        Ok(()) => {
+            s.wrote();
+            Reply::ok(if on {
+                "SUBSCRIBE completed"
+            } else {
+                "UNSUBSCRIBE completed"
+            })
+        }
+        Err(r) => r,
     }
-    Reply::ok(if on {
-        "SUBSCRIBE completed"
-    } else {
-        "UNSUBSCRIBE completed"
-    })
 }
