@@ -7,7 +7,7 @@
 use crate::imap::auth;
 use crate::imap::session::{Reply, Session, State};
 use crate::model::AccountName;
-use imap_codec::imap_types::response::Code;
+use imap_codec::imap_types::response::{Code, Response, Status};
 
 /// Checks `user`/`password` and, if they match, moves to the authenticated state.
 pub async fn login(s: &mut Session, user: &str, password: &[u8]) -> Reply {
@@ -58,6 +58,9 @@ pub async fn login(s: &mut Session, user: &str, password: &[u8]) -> Reply {
             tracing::warn!(user, failures = s.failures, from_addr, peer = %s.ctx.peer, "IMAP login failed");
             tokio::time::sleep(auth::failure_delay(s.failures.max(from_addr))).await;
             if s.failures >= auth::MAX_FAILURES {
+                s.out.push(Response::Status(
+                    Status::bye(None, "too many failed logins").expect("valid text"),
+                ));
                 s.state = State::Logout;
             }
             Reply::no("invalid user name or password").other("AUTHENTICATIONFAILED")
