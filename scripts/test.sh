@@ -5,11 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# python3 runs the reference UID models in shared/ (when present) and future client tests.
+# python3 runs the reference UID models in shared/ (when present) and the imaplib tests.
 command -v python3 >/dev/null || need_apt+=(python3)
 # ip makes the network namespaces of the mDNS test; tar unpacks the first-release data dir.
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v tar >/dev/null || need_apt+=(tar)
+# Real IMAP clients of tests/imap.rs: curl (imap://) and mbsync (Debian's isync).
+command -v curl >/dev/null || need_apt+=(curl)
+command -v mbsync >/dev/null || need_apt+=(isync)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -13,12 +13,15 @@
 //! - [`node`]: one replica (a data dir): local operations, applying remote changes in
 //!   causal order, renumbering, offline sync of two data dirs; a running node (the replica
 //!   actor, the sync coordinator over [`net`], the control socket).
+//! - [`imap`]: the IMAP front end: a session state machine per connection over the
+//!   replica actor, one file per command, imap-codec/imap-next for the wire format.
 //! - [`diff`]: comparing replicas record by record.
 //! - [`cli`]: the `dovetail` command line.
 
 pub mod cli;
 pub mod crdt;
 pub mod diff;
+pub mod imap;
 pub mod model;
 pub mod net;
 pub mod node;

@@ -214,6 +214,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Cmd::Node(args) => return super::node::run_node(&cli, args),
         Cmd::Keygen { file } => return super::node::keygen(file),
         Cmd::Demo(args) => return super::demo::run(args),
+        Cmd::User { cmd } => return super::user::run(&cli, cmd),
         Cmd::Watch => {
             return Err(CliError::Remote(format!(
                 "no node runs on {}: `dovetail watch` follows a running node (start one with `dovetail node`)",

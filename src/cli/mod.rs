@@ -7,6 +7,7 @@ mod demo;
 mod list;
 mod node;
 mod remote;
+mod user;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -177,6 +178,37 @@ pub enum Cmd {
     /// Follow what a running node shows: a line per message shown, hidden or re-flagged,
     /// from local writes and peers' changes, until Ctrl-C.
     Watch,
+    /// Add, change or remove the IMAP login of an account (the login is the account name;
+    /// the password is read from the first line of standard input).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Give an account an IMAP login with the password read from standard input.
+    Add {
+        #[arg(long)]
+        account: String,
+        /// Read the password from standard input (the only way; the flag documents it).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change the password of an account's login (read from standard input).
+    Passwd {
+        #[arg(long)]
+        account: String,
+        /// Read the password from standard input (the only way; the flag documents it).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove an account's login.
+    Del {
+        #[arg(long)]
+        account: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]

@@ -2,7 +2,7 @@
 
 use super::{Cli, CliError};
 use crate::net::{self, NetConfig};
-use crate::node::daemon::{self, DaemonConfig};
+use crate::node::daemon::{self, DaemonConfig, FrontEnd};
 use crate::node::Options;
 use libp2p::{Multiaddr, PeerId};
 use std::path::{Path, PathBuf};
@@ -33,6 +33,56 @@ pub struct NodeArgs {
     /// Seconds between summary comparisons with every peer.
     #[arg(long, default_value_t = 3)]
     pub anti_entropy: u64,
+    /// Serve IMAP on this address (repeatable), e.g. 127.0.0.1:1143. Port 0 picks a free
+    /// port; the bound addresses are printed and written to `imap.addrs` in the data dir.
+    #[arg(long)]
+    pub imap: Vec<std::net::SocketAddr>,
+}
+
+/// The file, in the data dir, where a running node writes its IMAP addresses.
+pub const IMAP_ADDRS_FILE: &str = "imap.addrs";
+
+/// Binds the IMAP listeners (before the node starts, so a taken port is a clear error).
+fn imap_front_ends(cli: &Cli, args: &NodeArgs, dir: &Path) -> Result<Vec<FrontEnd>, CliError> {
+    let file = dir.join(IMAP_ADDRS_FILE);
+    let _ = std::fs::remove_file(&file);
+    let mut out = Vec::new();
+    let mut lines = String::new();
+    for addr in &args.imap {
+        let err = |e: std::io::Error| CliError::Remote(format!("--imap {addr}: {e}"));
+        let l = std::net::TcpListener::bind(addr).map_err(err)?;
+        l.set_nonblocking(true).map_err(err)?;
+        let local = l.local_addr().map_err(err)?;
+        println!("imap listening on {local}");
+        lines.push_str(&format!("{local}\n"));
+        let cfg = crate::imap::ImapConfig {
+            max_literal: u32::try_from(cli.max_message_size).unwrap_or(u32::MAX),
+            ..crate::imap::ImapConfig::default()
+        };
+        out.push(FrontEnd(std::sync::Arc::new(move |replica, changed| {
+            let (l, cfg) = (l.try_clone(), cfg.clone());
+            Box::pin(async move {
+                let listener = match l.and_then(tokio::net::TcpListener::from_std) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, %local, "IMAP listener");
+                        return;
+                    }
+                };
+                let never = std::future::pending::<()>();
+                if let Err(e) = crate::imap::serve(listener, replica, changed, cfg, never).await {
+                    tracing::error!(error = %e, %local, "IMAP server failed");
+                }
+            })
+        })));
+    }
+    if !lines.is_empty() {
+        std::fs::write(&file, lines).map_err(|source| CliError::Read {
+            path: file.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(out)
 }
 
 /// Runs a node until SIGTERM or Ctrl-C.
@@ -57,7 +107,8 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
             ..Options::default()
         },
         anti_entropy: Duration::from_secs(args.anti_entropy.max(1)),
-        ..DaemonConfig::new(dir)
+        front_ends: imap_front_ends(cli, args, &dir)?,
+        ..DaemonConfig::new(dir.clone())
     };
     daemon::run(cfg, shutdown_signal()).map_err(CliError::Daemon)?;
     Ok(0)

@@ -9,6 +9,8 @@
 //! | `mb/<id>/alive`         | true   | set by create, *deleted* by delete (add-wins)    |
 //! | `mb/<id>/del`           | true   | deleted (meaningful only while `alive` is unset) |
 //! | `nm/<name>/<uv>`        | true   | `name` has shown this UIDVALIDITY                |
+//! | `user/<login>`          | string | the login's password hash (argon2 PHC string)    |
+//! | `sub/<name>`            | true   | IMAP subscription (add-wins, like `alive`)       |
 //!
 //! **The name rule** (invariant 4 is about names: IMAP clients cache UIDVALIDITY by name).
 //! A mailbox's UIDVALIDITY is the greatest of its `uv` and `bump` values, so it only grows.
@@ -351,8 +353,88 @@ impl Account {
         Ok(())
     }
 
+    /// Sets (or, with `None`, removes) the password hash of a login of this account. The
+    /// hash replicates with the account so that every node can authenticate the login; two
+    /// concurrent changes resolve like any automerge register (the greatest op id wins).
+    pub fn set_password(&mut self, login: &str, hash: Option<&str>) -> Result<(), CrdtError> {
+        let key = format!("user/{login}");
+        match hash {
+            Some(h) => self.doc.put(ROOT, key, h)?,
+            None => {
+                if self.doc.get(ROOT, key.as_str())?.is_some() {
+                    self.doc.delete(ROOT, key.as_str())?;
+                }
+            }
+        }
+        self.commit("user");
+        Ok(())
+    }
+
+    /// The password hash of a login of this account, if it has one.
+    pub fn password(&self, login: &str) -> Option<String> {
+        match self.doc.get(ROOT, format!("user/{login}").as_str()) {
+            Ok(Some((v, _))) => v.as_str().map(str::to_string),
+            _ => None,
+        }
+    }
+
+    /// Subscribes to (or unsubscribes from) a mailbox name (IMAP SUBSCRIBE). Names, not
+    /// mailboxes: a subscription outlives the mailbox (RFC 3501 6.3.6).
+    pub fn subscribe(&mut self, name: &str, on: bool) -> Result<(), CrdtError> {
+        let key = format!("sub/{name}");
+        if on {
+            self.doc.put(ROOT, key, true)?;
+        } else if self.doc.get(ROOT, key.as_str())?.is_some() {
+            self.doc.delete(ROOT, key.as_str())?;
+        }
+        self.commit("subscribe");
+        Ok(())
+    }
+
+    /// The subscribed names, sorted.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.doc
+            .keys(ROOT)
+            .filter_map(|k| k.strip_prefix("sub/").map(str::to_string))
+            .collect()
+    }
+
     fn commit(&mut self, what: &str) {
         self.doc
             .commit_with(CommitOptions::default().with_message(format!("dt1-account {what}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_set_replaced_and_removed() {
+        let node = NodeId([7; 32]);
+        let mut acc = Account::new(&node);
+        assert_eq!(acc.password("alice"), None);
+        acc.set_password("alice", Some("$argon2id$x")).unwrap();
+        assert_eq!(acc.password("alice").as_deref(), Some("$argon2id$x"));
+        acc.set_password("alice", Some("$argon2id$y")).unwrap();
+        assert_eq!(acc.password("alice").as_deref(), Some("$argon2id$y"));
+        // The mailbox tree ignores the key.
+        assert!(acc.entries().is_empty());
+        acc.set_password("alice", None).unwrap();
+        assert_eq!(acc.password("alice"), None);
+        // Removing a login that has no password is not an error.
+        acc.set_password("bob", None).unwrap();
+    }
+
+    #[test]
+    fn subscriptions_are_names() {
+        let mut acc = Account::new(&NodeId([7; 32]));
+        acc.subscribe("Work/2026", true).unwrap();
+        acc.subscribe("INBOX", true).unwrap();
+        acc.subscribe("Gone", false).unwrap();
+        assert_eq!(acc.subscriptions(), vec!["INBOX", "Work/2026"]);
+        acc.subscribe("INBOX", false).unwrap();
+        assert_eq!(acc.subscriptions(), vec!["Work/2026"]);
+        assert!(acc.entries().is_empty(), "not mailboxes");
     }
 }

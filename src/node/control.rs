@@ -84,6 +84,12 @@ pub enum ControlRequest {
     },
     /// Streams view events ([`ControlResponse::Event`]) until the client goes away.
     Watch,
+    /// Adds, changes or removes a login of an account (`dovetail user`).
+    User {
+        account: String,
+        login: String,
+        change: super::UserChange,
+    },
 }
 
 /// One view event as `dovetail watch` shows it.
@@ -309,6 +315,14 @@ fn execute(r: &mut Replica, req: ControlRequest, now: i64) -> Result<ControlResp
         )?),
         // Served by `serve` itself, never sent to the replica.
         ControlRequest::Watch => ControlResponse::Error("watch is a stream".into()),
+        ControlRequest::User {
+            account,
+            login,
+            change,
+        } => {
+            r.change_user(&acct(&account)?, &login, &change)?;
+            ControlResponse::Done
+        }
         ControlRequest::List { account, mailbox } => ControlResponse::Rows(
             r.list(&acct(&account)?, &mbox(&mailbox)?)?
                 .iter()

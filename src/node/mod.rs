@@ -15,6 +15,7 @@ mod ops;
 mod pending;
 mod replica;
 mod upgrade;
+mod users;
 mod writer;
 
 pub use actor::{ActorStopped, ReplicaHandle};
@@ -23,6 +24,7 @@ pub use netx::{doc_account, Received};
 pub use offline::{sync_pair, SyncReport};
 pub use ops::{FlagOp, MailboxStatus};
 pub use replica::{MailboxEvent, Options, Replica, DEFAULT_MEMORY_BUDGET};
+pub use users::UserChange;
 
 use crate::crdt::CrdtError;
 use crate::model::ModelError;
@@ -47,6 +49,10 @@ pub enum NodeError {
     UnknownUid { mailbox: String, uid: u32 },
     #[error("the blob {0} of a listed message is missing")]
     MissingBlob(String),
+    #[error("user {0:?} already exists (change its password with `dovetail user passwd`)")]
+    UserExists(String),
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
     #[error("mailbox {0:?} already exists")]
     MailboxExists(String),
     #[error("INBOX cannot be {0}")]

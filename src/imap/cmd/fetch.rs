@@ -1,0 +1,278 @@
+//! FETCH and UID FETCH: FLAGS, UID, INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY,
+//! BODYSTRUCTURE, BODY[section]<partial> and BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT
+//! and the macros. Bodies are read in batches so a `1:* BODY[]` never holds the whole
+//! mailbox; a non-PEEK body fetch sets `\Seen` durably before the data is sent.
+
+use crate::crdt::view::ViewRow;
+use crate::imap::convert::{datetime, flags_fetch, nstring};
+use crate::imap::mime::Mime;
+use crate::imap::modseq::Issuer;
+use crate::imap::session::{highest, Reply, Session, State};
+use crate::model::{Flag, FlagSet, Uid};
+use crate::node::FlagOp;
+use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::{
+    Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName as Name,
+};
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::sequence::SequenceSet;
+use std::num::{NonZeroU32, NonZeroU64};
+
+/// Messages read per replica job.
+const BATCH: usize = 128;
+
+fn expand(m: MacroOrMessageDataItemNames<'static>) -> Vec<Name<'static>> {
+    match m {
+        MacroOrMessageDataItemNames::Macro(Macro::Fast) => {
+            vec![Name::Flags, Name::InternalDate, Name::Rfc822Size]
+        }
+        MacroOrMessageDataItemNames::Macro(Macro::All) => {
+            vec![
+                Name::Flags,
+                Name::InternalDate,
+                Name::Rfc822Size,
+                Name::Envelope,
+            ]
+        }
+        MacroOrMessageDataItemNames::Macro(Macro::Full) => vec![
+            Name::Flags,
+            Name::InternalDate,
+            Name::Rfc822Size,
+            Name::Envelope,
+            Name::Body,
+        ],
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+        // A macro added by a later imap-types: its basic items.
+        MacroOrMessageDataItemNames::Macro(_) => vec![Name::Flags],
+    }
+}
+
+fn needs_body(n: &Name<'_>) -> bool {
+    matches!(
+        n,
+        Name::Envelope
+            | Name::Body
+            | Name::BodyStructure
+            | Name::BodyExt { .. }
+            | Name::Rfc822
+            | Name::Rfc822Header
+            | Name::Rfc822Text
+    )
+}
+
+fn sets_seen(n: &Name<'_>) -> bool {
+    matches!(
+        n,
+        Name::BodyExt { peek: false, .. } | Name::Rfc822 | Name::Rfc822Text
+    )
+}
+
+/// One message as read for a FETCH.
+struct Got {
+    uid: Uid,
+    row: ViewRow,
+    raw: Option<Vec<u8>>,
+    /// `\Seen` was set by this fetch.
+    seen_now: bool,
+}
+
+pub async fn fetch(
+    s: &mut Session,
+    set: &SequenceSet,
+    what: MacroOrMessageDataItemNames<'static>,
+    by_uid: bool,
+    modifiers: &[FetchModifier],
+) -> Reply {
+    let mut changed_since = None;
+    for m in modifiers {
+        match m {
+            FetchModifier::ChangedSince(v) => changed_since = Some(v.get()),
+            FetchModifier::Vanished => {
+                return Reply::bad("QRESYNC (VANISHED) is not supported yet")
+            }
+        }
+    }
+    let State::Selected { account, mailbox } = &s.state else {
+        return Reply::bad("no mailbox selected");
+    };
+    let uids = match mailbox.resolve(set, by_uid) {
+        Ok(u) => u,
+        Err(_) => return Reply::bad("invalid message sequence number"),
+    };
+    let mut names = expand(what);
+    // CHANGEDSINCE implies MODSEQ; either turns CONDSTORE on (RFC 7162 3.1).
+    if changed_since.is_some() && !names.iter().any(|n| matches!(n, Name::ModSeq)) {
+        names.push(Name::ModSeq);
+    }
+    let condstore_now = names.iter().any(|n| matches!(n, Name::ModSeq));
+    if by_uid && !names.iter().any(|n| matches!(n, Name::Uid)) {
+        names.insert(0, Name::Uid);
+    }
+    if names
+        .iter()
+        .any(|n| matches!(n, Name::Binary { .. } | Name::BinarySize { .. }))
+    {
+        return Reply::bad("BINARY is not supported");
+    }
+    let body = names.iter().any(needs_body);
+    let seen = !mailbox.read_only && names.iter().any(sets_seen);
+    let (a, name, id) = (account.clone(), mailbox.name.clone(), mailbox.id);
+    let now = crate::node::daemon::now();
+    let mut wrote = false;
+    let issuer = s.ctx.issuer;
+    s.condstore |= condstore_now;
+    for chunk in uids.chunks(BATCH) {
+        let chunk = chunk.to_vec();
+        let (a, name) = (a.clone(), name.clone());
+        let res = s
+            .call(move |r| {
+                let seen_flag = Flag::seen();
+                let mut rows = Vec::with_capacity(chunk.len());
+                for u in &chunk {
+                    if let Some(row) = crate::store::tables::row(r.kv(), &id, *u)? {
+                        rows.push((*u, row));
+                    }
+                }
+                // A value this node did not issue cannot be compared: every message counts
+                // as changed (docs/design.md 8), never none.
+                if let Some(cs) = changed_since {
+                    if let Some(c) = issuer.local(cs, highest(r, &id)?) {
+                        rows.retain(|(_, row)| row.modseq.get() > c);
+                    }
+                }
+                let unseen: Vec<Uid> = rows
+                    .iter()
+                    .filter(|(_, row)| !row.flags.contains(&seen_flag))
+                    .map(|(u, _)| *u)
+                    .collect();
+                let mut marked = vec![];
+                if seen && !unseen.is_empty() {
+                    if let Some(set) = crate::imap::convert::model_set(&unseen) {
+                        let op = FlagOp::Add(FlagSet::from([seen_flag.clone()]));
+                        r.store_flags(&a, &name, &set, &op, now)?;
+                        marked = unseen;
+                        for (u, row) in rows.iter_mut() {
+                            if let Some(new) = crate::store::tables::row(r.kv(), &id, *u)? {
+                                *row = new;
+                            }
+                        }
+                    }
+                }
+                let mut out = Vec::with_capacity(rows.len());
+                for (uid, row) in rows {
+                    let raw = if body {
+                        let b = r.blob(&row.blob)?;
+                        if b.is_none() {
+                            tracing::error!(%uid, blob = %row.blob.to_hex(), "shown message without its blob");
+                        }
+                        b
+                    } else {
+                        None
+                    };
+                    let seen_now = marked.binary_search(&uid).is_ok();
+                    out.push(Got { uid, row, raw, seen_now });
+                }
+                Ok(out)
+            })
+            .await;
+        let got = match res {
+            Ok(g) => g,
+            Err(r) => return r,
+        };
+        for g in got {
+            wrote |= g.seen_now;
+            respond(s, &names, g, issuer);
+        }
+    }
+    if wrote {
+        s.wrote();
+    }
+    Reply::ok("FETCH completed")
+}
+
+/// Queues the FETCH response of one message.
+fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer) {
+    let condstore = s.condstore;
+    let wire = NonZeroU64::new(issuer.wire(g.row.modseq.get())).unwrap_or(NonZeroU64::MIN);
+    let Some(sel) = s.selected() else {
+        return;
+    };
+    let Some(seq) = sel.seq_of(g.uid) else {
+        return;
+    };
+    let empty = Vec::new();
+    let raw = g.raw.as_ref().unwrap_or(&empty);
+    let mime = g.raw.as_ref().map(|r| Mime::parse(r));
+    let mut items = Vec::with_capacity(names.len() + 1);
+    let mut told_flags = false;
+    for n in names {
+        let item = match n {
+            Name::Uid => MessageDataItem::Uid(NonZeroU32::new(g.uid.get()).expect("not 0")),
+            Name::Flags => {
+                told_flags = true;
+                MessageDataItem::Flags(flags_fetch(&g.row.flags))
+            }
+            Name::InternalDate => MessageDataItem::InternalDate(datetime(g.row.internal_date)),
+            Name::Rfc822Size => {
+                MessageDataItem::Rfc822Size(u32::try_from(g.row.size).unwrap_or(u32::MAX))
+            }
+            Name::ModSeq => MessageDataItem::ModSeq(wire),
+            Name::Envelope => match &mime {
+                Some(m) => MessageDataItem::Envelope(m.envelope()),
+                None => continue,
+            },
+            Name::Body => match &mime {
+                Some(m) => MessageDataItem::Body(m.body_structure(false)),
+                None => continue,
+            },
+            Name::BodyStructure => match &mime {
+                Some(m) => MessageDataItem::BodyStructure(m.body_structure(true)),
+                None => continue,
+            },
+            Name::BodyExt {
+                section, partial, ..
+            } => {
+                let Some(m) = &mime else { continue };
+                let mut data = m.section(section.as_ref());
+                // The origin is the octet asked for, even past the end (RFC 3501 7.4.2).
+                let origin = partial.map(|(origin, len)| {
+                    let start = (origin as usize).min(data.len());
+                    let end = start.saturating_add(len.get() as usize).min(data.len());
+                    data = data[start..end].to_vec();
+                    origin
+                });
+                MessageDataItem::BodyExt {
+                    section: section.clone(),
+                    origin,
+                    data: nstring(&data),
+                }
+            }
+            Name::Rfc822 => MessageDataItem::Rfc822(nstring(raw)),
+            Name::Rfc822Header => match &mime {
+                Some(m) => MessageDataItem::Rfc822Header(nstring(m.header_bytes())),
+                None => continue,
+            },
+            Name::Rfc822Text => match &mime {
+                Some(m) => MessageDataItem::Rfc822Text(nstring(m.body_bytes())),
+                None => continue,
+            },
+            Name::Binary { .. } | Name::BinarySize { .. } => continue,
+        };
+        items.push(item);
+    }
+    // A flag change this fetch made is told with it (RFC 3501 6.4.5).
+    if g.seen_now && !told_flags {
+        told_flags = true;
+        items.push(MessageDataItem::Flags(flags_fetch(&g.row.flags)));
+        if condstore && !names.iter().any(|n| matches!(n, Name::ModSeq)) {
+            items.push(MessageDataItem::ModSeq(wire));
+        }
+    }
+    if told_flags {
+        sel.told(g.uid, g.row.modseq.get());
+    }
+    if let Ok(items) = Vec1::try_from(items) {
+        s.data(Data::Fetch { seq, items });
+    }
+}

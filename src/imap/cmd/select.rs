@@ -1,0 +1,152 @@
+//! SELECT, EXAMINE, UNSELECT and CLOSE.
+
+use crate::imap::convert::{flag_out, mailbox_in};
+use crate::imap::selected::{Current, Selected};
+use crate::imap::session::{current, Reply, Session, State};
+use crate::model::{Flag, MailboxId};
+use imap_codec::imap_types::command::SelectParameter;
+use imap_codec::imap_types::flag::{Flag as ImapFlag, FlagPerm};
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::response::{Code, Data};
+use std::num::{NonZeroU32, NonZeroU64};
+
+const SYSTEM: [ImapFlag<'static>; 5] = [
+    ImapFlag::Answered,
+    ImapFlag::Flagged,
+    ImapFlag::Deleted,
+    ImapFlag::Seen,
+    ImapFlag::Draft,
+];
+
+pub async fn select(
+    s: &mut Session,
+    m: &Mailbox<'_>,
+    read_only: bool,
+    params: &[SelectParameter],
+) -> Reply {
+    let Some(account) = s.account().cloned() else {
+        return Reply::bad("not logged in");
+    };
+    // A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1).
+    s.state = State::Authenticated {
+        account: account.clone(),
+    };
+    for p in params {
+        match p {
+            SelectParameter::CondStore => s.condstore = true,
+            SelectParameter::QResync { .. } => return Reply::bad("QRESYNC is not supported yet"),
+        }
+    }
+    let name = match mailbox_in(m) {
+        Ok(n) => n,
+        Err(e) => return Reply::no(e.to_string()).other("NONEXISTENT"),
+    };
+    s.skip_events();
+    let (a, n) = (account.clone(), name.to_string());
+    // Status and rows in one job: the UIDNEXT told is above every UID shown.
+    let got = s
+        .call(move |r| {
+            let Some(st) = r.status(&a)?.into_iter().find(|m| m.name == n) else {
+                return Ok(None);
+            };
+            let id = MailboxId::try_from(st.id.as_str())?;
+            let rows = current(r, &id)?;
+            Ok(Some((st, id, rows)))
+        })
+        .await;
+    let (st, id, rows) = match got {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            return Reply::no(format!("no mailbox {:?}", name.to_string())).other("NONEXISTENT")
+        }
+        Err(r) => return r,
+    };
+    let mut flags: Vec<ImapFlag<'static>> = SYSTEM.to_vec();
+    // Keywords in use are announced with the system flags.
+    let mut keywords = std::collections::BTreeSet::<Flag>::new();
+    for r in &rows {
+        keywords.extend(
+            r.flags
+                .iter()
+                .filter(|f| !f.as_str().starts_with('\\'))
+                .cloned(),
+        );
+    }
+    flags.extend(keywords.iter().filter_map(flag_out));
+    s.data(Data::Flags(flags.clone()));
+    s.data(Data::Exists(rows.len() as u32));
+    s.data(Data::Recent(0));
+    if let Some(i) = rows
+        .iter()
+        .position(|r: &Current| !r.flags.contains(&Flag::seen()))
+    {
+        if let Some(seq) = NonZeroU32::new(i as u32 + 1) {
+            s.untagged(Reply::ok(format!("First unseen: {seq}")).code(Code::Unseen(seq)));
+        }
+    }
+    let perm: Vec<FlagPerm<'static>> = if read_only {
+        vec![]
+    } else {
+        flags
+            .into_iter()
+            .map(FlagPerm::Flag)
+            .chain([FlagPerm::Asterisk])
+            .collect()
+    };
+    s.untagged(Reply::ok("Limited").code(Code::PermanentFlags(perm)));
+    let nz = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+    s.untagged(Reply::ok("UIDs valid").code(Code::UidValidity(nz(st.uidvalidity))));
+    s.untagged(Reply::ok("Predicted next UID").code(Code::UidNext(nz(st.uidnext))));
+    if let Some(h) = NonZeroU64::new(s.ctx.issuer.wire(st.highest_modseq)) {
+        s.untagged(Reply::ok("Highest").code(Code::HighestModSeq(h)));
+    }
+    s.state = State::Selected {
+        account,
+        mailbox: Selected::new(name, id, st.uidvalidity, read_only, &rows),
+    };
+    if read_only {
+        Reply::ok("EXAMINE completed").code(Code::ReadOnly)
+    } else {
+        Reply::ok("SELECT completed").code(Code::ReadWrite)
+    }
+}
+
+/// UNSELECT, or CLOSE (`expunge`): CLOSE first removes the messages marked `\Deleted`,
+/// without EXPUNGE responses (RFC 3501 6.4.2).
+pub async fn unselect(s: &mut Session, expunge: bool) -> Reply {
+    let State::Selected { account, mailbox } = std::mem::replace(&mut s.state, State::Logout)
+    else {
+        return Reply::bad("no mailbox selected");
+    };
+    let (a, name, read_only) = (account.clone(), mailbox.name.clone(), mailbox.read_only);
+    s.state = State::Authenticated { account };
+    if expunge && !read_only {
+        let now = crate::node::daemon::now();
+        let res = s
+            .call(move |r| {
+                let deleted = Flag::try_from("\\Deleted")?;
+                let uids: Vec<_> = r
+                    .list(&a, &name)?
+                    .into_iter()
+                    .filter(|(_, row)| row.flags.contains(&deleted))
+                    .map(|(u, _)| u)
+                    .collect();
+                match crate::imap::convert::model_set(&uids) {
+                    Some(set) => r.expunge(&a, &name, &set, now).map(|v| !v.is_empty()),
+                    None => Ok(false),
+                }
+            })
+            .await;
+        match res {
+            Ok(true) => s.wrote(),
+            Ok(false) => {}
+            Err(r) => return r,
+        }
+        return Reply::ok("CLOSE completed");
+    }
+    Reply::ok(if expunge {
+        "CLOSE completed"
+    } else {
+        "UNSELECT completed"
+    })
+}

@@ -1,0 +1,42 @@
+//! The IMAP front end (RFC 3501 with UIDPLUS, IDLE, MOVE, UNSELECT, ENABLE, NAMESPACE,
+//! LITERAL+ and ID): every node serves mail clients and takes their writes.
+//!
+//! - [`server`]: the accept loop (a listener and a shutdown future in, one task per
+//!   connection) and the per-connection driver that pumps bytes through imap-next's sans-IO
+//!   [`imap_next::server::Server`] (framing, literals and their size limit, IDLE, SASL).
+//! - [`session`]: the session as an explicit state machine (not authenticated →
+//!   authenticated → selected → logout) with one transition function, [`session::Session::handle`].
+//! - [`selected`]: the selected mailbox as this session shows it: the sequence-number map,
+//!   and the changes (local or from peers) waiting until IMAP allows them to be told.
+//! - [`cmd`]: one file per command or small family of commands.
+//! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections, on mail-parser.
+//! - [`convert`]: model values to and from imap-types.
+//! - [`auth`]: argon2 password hashes, SASL PLAIN, the delay after a failure.
+//! - [`modseq`]: MODSEQ values on the wire, naming the node that issued them.
+//!
+//! Every write goes through the replica actor, which flushes before it returns: a tagged OK
+//! is sent only once the write is durable.
+
+pub mod auth;
+pub mod cmd;
+pub mod convert;
+pub mod mime;
+pub mod modseq;
+pub mod selected;
+pub mod server;
+pub mod session;
+
+pub use server::{serve, ImapConfig};
+
+/// Errors of the IMAP front end.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("password hash: {0}")]
+    Hash(String),
+    #[error("IMAP listener on {addr}: {why}")]
+    Listen { addr: String, why: String },
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Stopped(#[from] crate::node::ActorStopped),
+}

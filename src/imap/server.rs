@@ -1,0 +1,259 @@
+//! The IMAP listener: [`serve`] takes a bound listener and a shutdown future and runs one
+//! task per connection until the shutdown resolves (then every session is dropped). Each
+//! connection pumps bytes through imap-next's sans-IO server, which frames commands,
+//! answers literal announcements (refusing one over the size limit before reading it),
+//! and drives AUTHENTICATE and IDLE; the [`Session`] does the rest.
+
+use super::auth;
+use super::cmd;
+use super::session::{tagged_status, Ctx, Reply, Session, State};
+use super::ImapError;
+use crate::node::ReplicaHandle;
+use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::response::{
+    Code, CommandContinuationRequest, Greeting, Response, Status,
+};
+use imap_next::server::{Error as NextError, Event, Options, Server};
+use imap_next::{Interrupt, Io, State as _};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// How the IMAP front end runs.
+#[derive(Clone, Debug)]
+pub struct ImapConfig {
+    /// The largest literal (message) accepted: larger ones are refused before they are read.
+    pub max_literal: u32,
+    /// A session that sends nothing for this long is closed (RFC 3501 5.4 asks for at least
+    /// 30 minutes; IDLE clients re-issue IDLE well within it).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ImapConfig {
+    fn default() -> ImapConfig {
+        ImapConfig {
+            max_literal: 64 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(31 * 60),
+        }
+    }
+}
+
+/// Serves IMAP on `listener` until `shutdown` resolves. Writes are reported on `changed`.
+pub async fn serve(
+    listener: TcpListener,
+    replica: ReplicaHandle,
+    changed: mpsc::UnboundedSender<()>,
+    cfg: ImapConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ImapError> {
+    let mut sessions = JoinSet::new();
+    let throttle = auth::Throttle::default();
+    let issuer = super::modseq::Issuer::of(&replica.call(|r| r.node_id()).await?);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            acc = listener.accept() => match acc {
+                Ok((sock, peer)) => {
+                    let ctx = Ctx {
+                        replica: replica.clone(),
+                        changed: changed.clone(),
+                        plaintext_ok: peer.ip().is_loopback(),
+                        peer: peer.ip(),
+                        throttle: throttle.clone(),
+                        issuer,
+                    };
+                    let cfg = cfg.clone();
+                    sessions.spawn(async move {
+                        if let Err(e) = connection(sock, peer, ctx, cfg).await {
+                            tracing::debug!(%peer, error = %e, "IMAP connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "IMAP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Err(e) = done {
+                    if e.is_panic() {
+                        tracing::error!(error = %e, "an IMAP session panicked");
+                    }
+                }
+            }
+        }
+    }
+    sessions.shutdown().await;
+    Ok(())
+}
+
+/// The tag of a command that failed to parse, if its first word is one.
+fn tag_of(bytes: &[u8]) -> Option<Tag<'static>> {
+    let end = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
+    Tag::try_from(String::from_utf8(bytes[..end].to_vec()).ok()?).ok()
+}
+
+/// One connection, from greeting to logout (or the client going away).
+async fn connection(
+    sock: TcpStream,
+    peer: SocketAddr,
+    ctx: Ctx,
+    cfg: ImapConfig,
+) -> Result<(), ImapError> {
+    sock.set_nodelay(true)?;
+    let mut opts = Options::default();
+    opts.crlf_relaxed = true;
+    opts.max_literal_size = cfg.max_literal;
+    opts.max_command_size = cfg.max_literal.saturating_add(64 * 1024);
+    let _ = opts.set_literal_reject_text("literal too large: over the message size limit".into());
+    let mut session = Session::new(ctx);
+    let caps = cmd::any::capabilities(&session);
+    let greeting =
+        Greeting::ok(Some(Code::Capability(caps)), "dovetail IMAP ready").expect("valid greeting");
+    let mut server = Server::new(opts, greeting);
+    tracing::debug!(%peer, "IMAP connection");
+    let (mut rd, mut wr) = sock.into_split();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut idle_tag: Option<Tag<'static>> = None;
+    let mut auth_tag: Option<Tag<'static>> = None;
+    loop {
+        for r in session.out.drain(..) {
+            match r {
+                Response::Data(d) => {
+                    server.enqueue_data(d);
+                }
+                Response::Status(s) => {
+                    server.enqueue_status(s);
+                }
+                Response::CommandContinuationRequest(c) => {
+                    server.enqueue_continuation_request(c);
+                }
+            }
+        }
+        match server.next() {
+            Ok(Event::GreetingSent { .. } | Event::ResponseSent { .. }) => {}
+            Ok(Event::CommandReceived { command }) => session.handle(command).await,
+            Ok(Event::CommandAuthenticateReceived {
+                command_authenticate: c,
+            }) => {
+                let refuse = if session.account().is_some() {
+                    Some(Reply::bad("already logged in"))
+                } else if c.mechanism != AuthMechanism::Plain {
+                    Some(Reply::no("only AUTHENTICATE PLAIN is supported").other("CANNOT"))
+                } else if !session.ctx.plaintext_ok {
+                    Some(
+                        Reply::no("plaintext authentication is disabled: connect over loopback")
+                            .other("PRIVACYREQUIRED"),
+                    )
+                } else {
+                    None
+                };
+                if let Some(r) = refuse {
+                    let _ = server.authenticate_finish(tagged_status(c.tag, r));
+                } else if let Some(ir) = c.initial_response {
+                    let r = plain(&mut session, ir.declassify()).await;
+                    let _ = server.authenticate_finish(tagged_status(c.tag, r));
+                } else {
+                    auth_tag = Some(c.tag);
+                    let _ = server.authenticate_continue(CommandContinuationRequest::base64(b""));
+                }
+            }
+            Ok(Event::AuthenticateDataReceived { authenticate_data }) => {
+                let Some(tag) = auth_tag.take() else {
+                    continue;
+                };
+                let r = match authenticate_data {
+                    AuthenticateData::Continue(d) => plain(&mut session, d.declassify()).await,
+                    AuthenticateData::Cancel => Reply::bad("AUTHENTICATE cancelled"),
+                };
+                let _ = server.authenticate_finish(tagged_status(tag, r));
+            }
+            Ok(Event::IdleCommandReceived { tag }) => match cmd::idle::check(&session) {
+                Ok(()) => {
+                    let cont = CommandContinuationRequest::basic(None, "idling")
+                        .expect("valid continuation");
+                    let _ = server.idle_accept(cont);
+                    idle_tag = Some(tag);
+                    cmd::idle::changes(&mut session).await;
+                }
+                Err(r) => {
+                    let _ = server.idle_reject(tagged_status(tag, r));
+                }
+            },
+            Ok(Event::IdleDoneReceived) => {
+                if let Some(tag) = idle_tag.take() {
+                    cmd::idle::changes(&mut session).await;
+                    session.tagged(tag, Reply::ok("IDLE terminated"));
+                }
+            }
+            Err(Interrupt::Io(Io::Output(bytes))) => wr.write_all(&bytes).await?,
+            Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                if matches!(session.state, State::Logout) {
+                    break;
+                }
+                let timeout = tokio::time::sleep(cfg.idle_timeout);
+                tokio::select! {
+                    n = rd.read(&mut buf) => {
+                        let n = n?;
+                        if n == 0 {
+                            break;
+                        }
+                        server.enqueue_input(&buf[..n]);
+                    }
+                    ev = session.next_event(), if idle_tag.is_some() => match ev {
+                        Some(()) => cmd::idle::changes(&mut session).await,
+                        None => break,
+                    },
+                    _ = timeout => {
+                        session.out.push(Response::Status(
+                            Status::bye(None, "autologout: idle for too long").expect("valid text"),
+                        ));
+                        session.state = State::Logout;
+                    }
+                }
+            }
+            Err(Interrupt::Error(e)) => {
+                let (why, bytes) = match &e {
+                    NextError::MalformedMessage { discarded_bytes } => (
+                        "malformed command",
+                        Some(discarded_bytes.declassify().to_vec()),
+                    ),
+                    NextError::CommandTooLong { discarded_bytes } => (
+                        "command too long",
+                        Some(discarded_bytes.declassify().to_vec()),
+                    ),
+                    NextError::ExpectedCrlfGotLf { discarded_bytes } => {
+                        ("expected CRLF", Some(discarded_bytes.declassify().to_vec()))
+                    }
+                    // imap-next has already answered the tagged BAD.
+                    NextError::LiteralTooLong { .. } => ("literal too long", None),
+                };
+                tracing::debug!(%peer, why, "bad IMAP input");
+                if let Some(bytes) = bytes {
+                    let r = Reply::bad(format!("{why} (see RFC 3501 section 9)"));
+                    match tag_of(&bytes) {
+                        Some(tag) => session.tagged(tag, r),
+                        None => session.untagged(r),
+                    }
+                }
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+    Ok(())
+}
+
+/// Finishes an AUTHENTICATE PLAIN with the client's (decoded) response.
+async fn plain(session: &mut Session, msg: &[u8]) -> Reply {
+    match auth::parse_plain(msg) {
+        Some((user, pw)) => cmd::login::login(session, &user, &pw).await,
+        None => Reply::bad("malformed PLAIN response"),
+    }
+}

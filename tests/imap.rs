@@ -1,0 +1,16 @@
+//! The IMAP front end against real clients and the real binary on loopback: python3's
+//! imaplib (tests/imap/client.py) and raw TCP (every command split at every byte, and
+//! malformed input).
+
+mod cluster_support;
+
+#[path = "imap/cluster.rs"]
+mod cluster;
+#[path = "imap/common.rs"]
+mod common;
+#[path = "imap/flow.rs"]
+mod flow;
+#[path = "imap/mbsync.rs"]
+mod mbsync;
+#[path = "imap/raw.rs"]
+mod raw;
