@@ -10,6 +10,10 @@ command -v python3 >/dev/null || need_apt+=(python3)
 # ip makes the network namespaces of the mDNS test; tar unpacks the first-release data dir.
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v tar >/dev/null || need_apt+=(tar)
+# swaks is the independent LMTP client of tests/lmtp.rs (which fails without it).
+command -v swaks >/dev/null || need_apt+=(swaks)
+# doveadm (Debian's Dovecot) writes the Maildir that tests/maildir.rs imports.
+command -v doveadm >/dev/null || need_apt+=(dovecot-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

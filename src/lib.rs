@@ -13,12 +13,16 @@
 //! - [`node`]: one replica (a data dir): local operations, applying remote changes in
 //!   causal order, renumbering, offline sync of two data dirs; a running node (the replica
 //!   actor, the sync coordinator over [`net`], the control socket).
+//! - [`lmtp`]: the LMTP front end (delivery from an MTA into a running node).
+//! - [`maildir`]: Maildir import and export (migration in and out).
 //! - [`diff`]: comparing replicas record by record.
 //! - [`cli`]: the `dovetail` command line.
 
 pub mod cli;
 pub mod crdt;
 pub mod diff;
+pub mod lmtp;
+pub mod maildir;
 pub mod model;
 pub mod net;
 pub mod node;

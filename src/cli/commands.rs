@@ -214,6 +214,12 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Cmd::Node(args) => return super::node::run_node(&cli, args),
         Cmd::Keygen { file } => return super::node::keygen(file),
         Cmd::Demo(args) => return super::demo::run(args),
+        Cmd::ImportMaildir { account, path } => {
+            return super::maildir::import_maildir(&cli, account, path)
+        }
+        Cmd::ExportMaildir { account, path } => {
+            return super::maildir::export_maildir(&cli, account, path)
+        }
         Cmd::Watch => {
             return Err(CliError::Remote(format!(
                 "no node runs on {}: `dovetail watch` follows a running node (start one with `dovetail node`)",

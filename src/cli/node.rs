@@ -1,6 +1,7 @@
 //! `dovetail node` (run a node of a cluster) and `dovetail keygen` (write a cluster key).
 
 use super::{Cli, CliError};
+use crate::lmtp;
 use crate::net::{self, NetConfig};
 use crate::node::daemon::{self, DaemonConfig};
 use crate::node::Options;
@@ -33,6 +34,10 @@ pub struct NodeArgs {
     /// Seconds between summary comparisons with every peer.
     #[arg(long, default_value_t = 3)]
     pub anti_entropy: u64,
+    /// Serve LMTP for an MTA's deliveries: HOST:PORT (e.g. 127.0.0.1:2424) or
+    /// unix:/path/to/socket (docs/operations.md).
+    #[arg(long)]
+    pub lmtp: Option<String>,
 }
 
 /// Runs a node until SIGTERM or Ctrl-C.
@@ -42,6 +47,14 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
         Some(p) => Some(net::read_cluster_key(p).map_err(|e| CliError::Daemon(e.into()))?),
         None => None,
     };
+    // Bound before the node starts, so a bad or busy address fails the start.
+    let mut front_ends = Vec::new();
+    if let Some(l) = &args.lmtp {
+        let listen: lmtp::Listen = l.parse().map_err(CliError::Lmtp)?;
+        let bound = lmtp::bind(&listen).map_err(CliError::Lmtp)?;
+        let cfg = lmtp::LmtpConfig::new(cli.max_message_size);
+        front_ends.push(lmtp::front_end(bound, cfg));
+    }
     let cfg = DaemonConfig {
         net: NetConfig {
             listen: args.listen.clone(),
@@ -57,6 +70,7 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
             ..Options::default()
         },
         anti_entropy: Duration::from_secs(args.anti_entropy.max(1)),
+        front_ends,
         ..DaemonConfig::new(dir)
     };
     daemon::run(cfg, shutdown_signal()).map_err(CliError::Daemon)?;

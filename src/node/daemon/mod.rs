@@ -20,11 +20,13 @@
 //! with the peer) before anything is stored.
 
 mod exchange;
+mod front;
 mod receive;
 pub mod recon;
 
 pub use exchange::peers;
 use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
+pub use front::{FrontEnd, FrontEndCtx};
 
 use super::actor::{ActorStopped, ReplicaHandle};
 use super::{doc_account, NodeError, Options, Replica};
@@ -66,6 +68,8 @@ pub struct DaemonConfig {
     pub anti_entropy: Duration,
     /// How often renumbering and delivery of waiting changes are retried.
     pub tick: Duration,
+    /// Front ends to serve while the node runs (LMTP...).
+    pub front_ends: Vec<FrontEnd>,
 }
 
 impl DaemonConfig {
@@ -77,6 +81,7 @@ impl DaemonConfig {
             options: Options::default(),
             anti_entropy: Duration::from_secs(3),
             tick: Duration::from_secs(1),
+            front_ends: Vec::new(),
         }
     }
 }
@@ -173,6 +178,7 @@ async fn serve(
     let (ctx, mut crx) = mpsc::unbounded_channel();
     let listener =
         super::control::bind(&cfg.data_dir).map_err(|e| DaemonError::Io(e.to_string()))?;
+    let fronts = front::Running::start(&cfg.front_ends, &replica, &ctx);
     let control = tokio::spawn({
         let (replica, client, behind) = (replica.clone(), client.clone(), behind.clone());
         let counters = counters.clone();
@@ -227,7 +233,8 @@ async fn serve(
         }
     }
     tracing::info!("shutting down");
-    // No more writes: the control socket goes first, then the connections.
+    // No more writes: the front ends and the control socket go first, then the connections.
+    fronts.stop().await;
     control.abort();
     let _ = std::fs::remove_file(cfg.data_dir.join(super::control::SOCKET));
     client.shutdown();
