@@ -293,6 +293,35 @@ fn raw_sessions_bad_input_size_limit_pipelining_and_unix_socket() {
         .starts_with("250 2.0.0 <ALICE@example.org> delivered"));
     assert!(k.reply().starts_with("250 2.0.0 OK"));
     assert_eq!(messages(c.dir(0), "alice", "INBOX").len(), 1);
+    // The same split into one-byte writes: commands and the DATA block are reassembled.
+    {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let r = s.try_clone().expect("clone");
+        let mut slow = Client::new(Box::new(r), Box::new(s));
+        let script = b"LHLO slow\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<alice>\r\nDATA\r\nSubject: slow\r\n\r\n..dot\r\n.\r\n";
+        for b in script {
+            slow.send(&[*b]);
+        }
+        for want in [
+            "250 SIZE",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0 <alice> delivered",
+        ] {
+            let got = slow.reply();
+            assert!(got.starts_with(want), "{got:?} instead of {want:?}");
+        }
+        let m = messages(c.dir(0), "alice", "INBOX");
+        assert!(
+            m[1].1.ends_with(b"\r\nSubject: slow\r\n\r\n.dot\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&m[1].1)
+        );
+    }
     // A client that goes away mid-DATA leaves nothing behind.
     {
         let mut gone = Client::tcp(port);
@@ -303,7 +332,7 @@ fn raw_sessions_bad_input_size_limit_pipelining_and_unix_socket() {
         gone.send(b"Subject: half\r\n\r\nhalf a message\r\n");
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(messages(c.dir(0), "alice", "INBOX").len(), 1);
+    assert_eq!(messages(c.dir(0), "alice", "INBOX").len(), 2);
     assert!(k.cmd("QUIT").starts_with("221"));
     c.stop(0);
 
@@ -364,8 +393,8 @@ fn raw_sessions_bad_input_size_limit_pipelining_and_unix_socket() {
     assert!(st.success(), "node exited with {st}");
     assert!(!sock.exists(), "the LMTP socket file was not removed");
     let m = messages(c.dir(0), "alice", "INBOX");
-    assert_eq!(m.len(), 2, "the oversized message was stored");
-    assert_delivered(&m[1].1, MESSAGE, "small@example.org");
+    assert_eq!(m.len(), 3, "the oversized message was stored");
+    assert_delivered(&m[2].1, MESSAGE, "small@example.org");
     let r = run(&["--data-dir", c.dir(0), "node", "--lmtp", "nonsense"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.err.contains("--lmtp \"nonsense\""), "{r:?}");
