@@ -15,6 +15,8 @@
 //!   actor, the sync coordinator over [`net`], the control socket).
 //! - [`imap`]: the IMAP front end: a session state machine per connection over the
 //!   replica actor, one file per command, imap-codec/imap-next for the wire format.
+//! - [`lmtp`]: the LMTP front end (delivery from an MTA into a running node).
+//! - [`maildir`]: Maildir import and export (migration in and out).
 //! - [`diff`]: comparing replicas record by record.
 //! - [`cli`]: the `dovetail` command line.
 
@@ -22,6 +24,8 @@ pub mod cli;
 pub mod crdt;
 pub mod diff;
 pub mod imap;
+pub mod lmtp;
+pub mod maildir;
 pub mod model;
 pub mod net;
 pub mod node;

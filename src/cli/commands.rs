@@ -215,6 +215,12 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Cmd::Keygen { file } => return super::node::keygen(file),
         Cmd::Demo(args) => return super::demo::run(args),
         Cmd::User { cmd } => return super::user::run(&cli, cmd),
+        Cmd::ImportMaildir { account, path } => {
+            return super::maildir::import_maildir(&cli, account, path)
+        }
+        Cmd::ExportMaildir { account, path } => {
+            return super::maildir::export_maildir(&cli, account, path)
+        }
         Cmd::Watch => {
             return Err(CliError::Remote(format!(
                 "no node runs on {}: `dovetail watch` follows a running node (start one with `dovetail node`)",

@@ -5,6 +5,7 @@
 mod commands;
 mod demo;
 mod list;
+mod maildir;
 mod node;
 mod remote;
 mod user;
@@ -35,6 +36,10 @@ pub enum CliError {
     Remote(String),
     #[error(transparent)]
     Daemon(#[from] crate::node::daemon::DaemonError),
+    #[error(transparent)]
+    Lmtp(crate::lmtp::LmtpError),
+    #[error(transparent)]
+    Maildir(#[from] crate::maildir::MaildirError),
 }
 
 /// Parses a byte size: a number with an optional unit, K/M/G (powers of 1024, with or
@@ -178,6 +183,19 @@ pub enum Cmd {
     /// Follow what a running node shows: a line per message shown, hidden or re-flagged,
     /// from local writes and peers' changes, until Ctrl-C.
     Watch,
+    /// Import a Maildir / Maildir++ tree (Dovecot layout) into an account; a second run
+    /// imports nothing twice (docs/operations.md).
+    ImportMaildir {
+        #[arg(long)]
+        account: String,
+        path: PathBuf,
+    },
+    /// Write an account as a new Maildir++ tree (flags in file names, dovecot-keywords).
+    ExportMaildir {
+        #[arg(long)]
+        account: String,
+        path: PathBuf,
+    },
     /// Add, change or remove the IMAP login of an account (the login is the account name;
     /// the password is read from the first line of standard input).
     User {

@@ -1,8 +1,9 @@
 //! `dovetail node` (run a node of a cluster) and `dovetail keygen` (write a cluster key).
 
 use super::{Cli, CliError};
+use crate::lmtp;
 use crate::net::{self, NetConfig};
-use crate::node::daemon::{self, DaemonConfig, FrontEnd};
+use crate::node::daemon::{self, DaemonConfig, FrontEnd, FrontEndCtx};
 use crate::node::Options;
 use libp2p::{Multiaddr, PeerId};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,10 @@ pub struct NodeArgs {
     /// port; the bound addresses are printed and written to `imap.addrs` in the data dir.
     #[arg(long)]
     pub imap: Vec<std::net::SocketAddr>,
+    /// Serve LMTP for an MTA's deliveries: HOST:PORT (e.g. 127.0.0.1:2424) or
+    /// unix:/path/to/socket (docs/operations.md).
+    #[arg(long)]
+    pub lmtp: Option<String>,
 }
 
 /// The file, in the data dir, where a running node writes its IMAP addresses.
@@ -59,9 +64,9 @@ fn imap_front_ends(cli: &Cli, args: &NodeArgs, dir: &Path) -> Result<Vec<FrontEn
             max_literal: u32::try_from(cli.max_message_size).unwrap_or(u32::MAX),
             ..crate::imap::ImapConfig::default()
         };
-        out.push(FrontEnd(std::sync::Arc::new(move |replica, changed| {
+        out.push(FrontEnd::new("imap", move |ctx: FrontEndCtx| {
             let (l, cfg) = (l.try_clone(), cfg.clone());
-            Box::pin(async move {
+            async move {
                 let listener = match l.and_then(tokio::net::TcpListener::from_std) {
                     Ok(l) => l,
                     Err(e) => {
@@ -69,12 +74,17 @@ fn imap_front_ends(cli: &Cli, args: &NodeArgs, dir: &Path) -> Result<Vec<FrontEn
                         return;
                     }
                 };
-                let never = std::future::pending::<()>();
-                if let Err(e) = crate::imap::serve(listener, replica, changed, cfg, never).await {
+                let mut down = ctx.shutdown.clone();
+                let stop = async move {
+                    let _ = down.wait_for(|d| *d).await;
+                };
+                if let Err(e) =
+                    crate::imap::serve(listener, ctx.replica, ctx.changed, cfg, stop).await
+                {
                     tracing::error!(error = %e, %local, "IMAP server failed");
                 }
-            })
-        })));
+            }
+        }));
     }
     if !lines.is_empty() {
         std::fs::write(&file, lines).map_err(|source| CliError::Read {
@@ -92,6 +102,14 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
         Some(p) => Some(net::read_cluster_key(p).map_err(|e| CliError::Daemon(e.into()))?),
         None => None,
     };
+    // Bound before the node starts, so a bad or busy address fails the start.
+    let mut front_ends = imap_front_ends(cli, args, &dir)?;
+    if let Some(l) = &args.lmtp {
+        let listen: lmtp::Listen = l.parse().map_err(CliError::Lmtp)?;
+        let bound = lmtp::bind(&listen).map_err(CliError::Lmtp)?;
+        let cfg = lmtp::LmtpConfig::new(cli.max_message_size);
+        front_ends.push(lmtp::front_end(bound, cfg));
+    }
     let cfg = DaemonConfig {
         net: NetConfig {
             listen: args.listen.clone(),
@@ -107,7 +125,7 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
             ..Options::default()
         },
         anti_entropy: Duration::from_secs(args.anti_entropy.max(1)),
-        front_ends: imap_front_ends(cli, args, &dir)?,
+        front_ends,
         ..DaemonConfig::new(dir.clone())
     };
     daemon::run(cfg, shutdown_signal()).map_err(CliError::Daemon)?;

@@ -90,6 +90,22 @@ pub enum ControlRequest {
         login: String,
         change: super::UserChange,
     },
+    /// Appends messages each with its own flags (`import-maildir`); one durable batch.
+    AppendFlagged {
+        account: String,
+        mailbox: String,
+        messages: Vec<FlaggedMessage>,
+    },
+}
+
+/// A message to append with its own flags.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlaggedMessage {
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    pub flags: Vec<String>,
+    pub internal_date: i64,
 }
 
 /// One view event as `dovetail watch` shows it.
@@ -349,6 +365,32 @@ fn execute(r: &mut Replica, req: ControlRequest, now: i64) -> Result<ControlResp
                     internal_date: m.internal_date,
                 })
                 .collect();
+            ControlResponse::Appended(
+                r.append(&acct(&account)?, &mbox(&mailbox)?, msgs, now)?
+                    .into_iter()
+                    .map(|(u, g)| (u.get(), g.to_hex()))
+                    .collect(),
+            )
+        }
+        ControlRequest::AppendFlagged {
+            account,
+            mailbox,
+            messages,
+        } => {
+            let mut msgs = Vec::with_capacity(messages.len());
+            for m in messages {
+                let flags = m
+                    .flags
+                    .iter()
+                    .map(|f| Flag::try_from(f.as_str()))
+                    .collect::<Result<FlagSet, _>>()?;
+                msgs.push(NewMessage {
+                    name: m.name,
+                    bytes: m.bytes,
+                    flags,
+                    internal_date: m.internal_date,
+                });
+            }
             ControlResponse::Appended(
                 r.append(&acct(&account)?, &mbox(&mailbox)?, msgs, now)?
                     .into_iter()

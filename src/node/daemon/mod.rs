@@ -26,7 +26,7 @@ pub mod recon;
 
 pub use exchange::peers;
 use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
-pub use front::FrontEnd;
+pub use front::{FrontEnd, FrontEndCtx};
 
 use super::actor::{ActorStopped, ReplicaHandle};
 use super::{doc_account, NodeError, Options, Replica};
@@ -68,7 +68,7 @@ pub struct DaemonConfig {
     pub anti_entropy: Duration,
     /// How often renumbering and delivery of waiting changes are retried.
     pub tick: Duration,
-    /// Front ends started once the node is up and stopped first at shutdown.
+    /// Front ends to serve while the node runs (IMAP, LMTP).
     pub front_ends: Vec<FrontEnd>,
 }
 
@@ -178,11 +178,7 @@ async fn serve(
     let (ctx, mut crx) = mpsc::unbounded_channel();
     let listener =
         super::control::bind(&cfg.data_dir).map_err(|e| DaemonError::Io(e.to_string()))?;
-    let fronts: Vec<_> = cfg
-        .front_ends
-        .iter()
-        .map(|f| tokio::spawn((f.0)(replica.clone(), ctx.clone())))
-        .collect();
+    let fronts = front::Running::start(&cfg.front_ends, &replica, &ctx);
     let control = tokio::spawn({
         let (replica, client, behind) = (replica.clone(), client.clone(), behind.clone());
         let counters = counters.clone();
@@ -237,11 +233,8 @@ async fn serve(
         }
     }
     tracing::info!("shutting down");
-    // No more writes: the front ends and the control socket go first, then the
-    // connections. A write a front end had started still completes on the replica thread.
-    for f in &fronts {
-        f.abort();
-    }
+    // No more writes: the front ends and the control socket go first, then the connections.
+    fronts.stop().await;
     control.abort();
     let _ = std::fs::remove_file(cfg.data_dir.join(super::control::SOCKET));
     client.shutdown();

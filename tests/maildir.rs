@@ -1,0 +1,666 @@
+//! `import-maildir` and `export-maildir` on generated Maildir++ trees: folders (nested and
+//! non-ASCII), flags, Dovecot keywords, `dovecot-uidlist` order, internal dates; a second
+//! import imports nothing; an export imports back to the same messages, flags and order;
+//! bad input changes nothing; and the same through a running node, replicated.
+
+mod cluster_support;
+
+use cluster_support::{cmd, ok, run, s, Cluster};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// One message the generated tree holds, as dovetail should show it.
+#[derive(Clone, Debug)]
+struct Expect {
+    bytes: Vec<u8>,
+    flags: Vec<&'static str>,
+    date: i64,
+}
+
+fn write_msg(dir: &Path, name: &str, bytes: &[u8], date: i64) {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write message");
+    let f = std::fs::File::options().write(true).open(&p).expect("open");
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(date as u64))
+        .expect("set mtime");
+}
+
+fn maildir(dir: &Path) {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+    }
+}
+
+fn message(tag: &str, n: usize) -> Vec<u8> {
+    format!("From: a@example.org\r\nSubject: {tag} {n}\r\nMessage-ID: <{tag}.{n}@x>\r\n\r\nbody of {tag} {n}\r\n.leading dot\r\n").into_bytes()
+}
+
+/// Writes a Dovecot-style Maildir++ tree; returns, per mailbox, the messages in the order
+/// dovetail must show them.
+fn generate(root: &Path) -> BTreeMap<String, Vec<Expect>> {
+    let mut want: BTreeMap<String, Vec<Expect>> = BTreeMap::new();
+    maildir(root);
+    std::fs::write(root.join("dovecot-keywords"), "0 $Work\n1 Junk\n").expect("keywords");
+    // INBOX: the uidlist order (c, a, b) is neither name nor mtime order; `d` is not in the
+    // uidlist (delivered since), so it comes after them; `e` sits in new/ (no flags).
+    std::fs::write(
+        root.join("dovecot-uidlist"),
+        "3 V1700000000 N4 Gabc\n1 :1700000300.M3P1.host,S=1\n2 W120 :1700000100.M1P1.host\n3 :1700000200.M2P1.host\n",
+    )
+    .expect("uidlist");
+    let inbox = [
+        (
+            "cur",
+            "1700000300.M3P1.host,S=1:2,S",
+            0,
+            vec!["\\Seen"],
+            1_700_000_300,
+        ),
+        (
+            "cur",
+            "1700000100.M1P1.host:2,FRSa",
+            1,
+            vec!["$Work", "\\Answered", "\\Flagged", "\\Seen"],
+            1_700_000_100,
+        ),
+        (
+            "cur",
+            "1700000200.M2P1.host:2,DTb",
+            2,
+            vec!["Junk", "\\Deleted", "\\Draft"],
+            1_700_000_200,
+        ),
+        ("cur", "1700000400.M4P1.host:2,", 3, vec![], 1_700_000_400),
+        ("new", "1700000500.M5P1.host", 4, vec![], 1_700_000_500),
+    ];
+    for (sub, name, n, flags, date) in inbox {
+        let b = message("inbox", n);
+        write_msg(&root.join(sub), name, &b, date);
+        want.entry("INBOX".into()).or_default().push(Expect {
+            bytes: b,
+            flags,
+            date,
+        });
+    }
+    // Folders without a uidlist: mtime order. `Work` holds the same message twice.
+    let work = root.join(".Work");
+    maildir(&work);
+    std::fs::write(work.join("maildirfolder"), "").expect("marker");
+    let dup = message("work", 0);
+    for (name, bytes, flags, date) in [
+        (
+            "1600000002.M2.h:2,S",
+            dup.clone(),
+            vec!["\\Seen"],
+            1_600_000_002,
+        ),
+        (
+            "1600000001.M1.h:2,",
+            message("work", 1),
+            vec![],
+            1_600_000_001,
+        ),
+        ("1600000003.M3.h:2,", dup.clone(), vec![], 1_600_000_003),
+    ] {
+        write_msg(&work.join("cur"), name, &bytes, date);
+        want.entry("Work".into())
+            .or_default()
+            .push(Expect { bytes, flags, date });
+    }
+    want.get_mut("Work").expect("work").sort_by_key(|e| e.date);
+    let nested = root.join(".Work.2026");
+    maildir(&nested);
+    write_msg(
+        &nested.join("cur"),
+        "1.M1.h:2,F",
+        &message("nested", 0),
+        1_650_000_000,
+    );
+    want.entry("Work/2026".into()).or_default().push(Expect {
+        bytes: message("nested", 0),
+        flags: vec!["\\Flagged"],
+        date: 1_650_000_000,
+    });
+    // A parent that exists only as the prefix of its child, with a modified UTF-7 name.
+    let utf = root.join(".Entw&APw-rfe.Alt");
+    maildir(&utf);
+    write_msg(
+        &utf.join("cur"),
+        "1.M9.h:2,S",
+        &message("utf", 0),
+        1_650_000_100,
+    );
+    want.entry("Entwürfe/Alt".into()).or_default().push(Expect {
+        bytes: message("utf", 0),
+        flags: vec!["\\Seen"],
+        date: 1_650_000_100,
+    });
+    // Not a folder: no cur/ or new/.
+    std::fs::create_dir_all(root.join(".notafolder")).expect("mkdir");
+    want
+}
+
+/// (blob, flags, internal date) of each message of a mailbox, in UID order.
+fn rows(dir: &str, account: &str, mailbox: &str) -> Vec<(String, Vec<String>, i64)> {
+    let out = ok(&[
+        "--data-dir",
+        dir,
+        "--json",
+        "list",
+        "--account",
+        account,
+        "--mailbox",
+        mailbox,
+    ]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    v.as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let mut flags: Vec<String> = r["flags"]
+                .as_array()
+                .expect("flags")
+                .iter()
+                .map(|f| f.as_str().expect("flag").to_string())
+                .collect();
+            flags.sort();
+            (
+                r["blob"].as_str().expect("blob").to_string(),
+                flags,
+                r["internal_date"].as_i64().expect("date"),
+            )
+        })
+        .collect()
+}
+
+fn mailboxes(dir: &str, account: &str) -> Vec<String> {
+    let mut v: Vec<String> = ok(&["--data-dir", dir, "mailbox", "list", "--account", account])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn assert_matches(dir: &str, account: &str, want: &BTreeMap<String, Vec<Expect>>) {
+    let mut names: Vec<String> = want.keys().cloned().collect();
+    names.sort();
+    assert_eq!(mailboxes(dir, account), names, "mailboxes of {account}");
+    for (mb, msgs) in want {
+        let got = rows(dir, account, mb);
+        let expect: Vec<(String, Vec<String>, i64)> = msgs
+            .iter()
+            .map(|e| {
+                let mut f: Vec<String> = e.flags.iter().map(|x| x.to_string()).collect();
+                f.sort();
+                (hex::encode(Sha256::digest(&e.bytes)), f, e.date)
+            })
+            .collect();
+        assert_eq!(
+            got, expect,
+            "{account}/{mb}: messages, order, flags or dates differ"
+        );
+    }
+}
+
+fn import(dir: &str, account: &str, path: &Path) -> String {
+    ok(&[
+        "--data-dir",
+        dir,
+        "import-maildir",
+        "--account",
+        account,
+        s(path),
+    ])
+}
+
+/// The messages of an exported folder in its `dovecot-uidlist` order: (bytes, flags).
+fn exported(folder: &Path) -> Vec<(Vec<u8>, Vec<String>)> {
+    let kw: BTreeMap<char, String> = std::fs::read_to_string(folder.join("dovecot-keywords"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (i, k) = l.split_once(' ')?;
+            Some(((b'a' + i.parse::<u8>().ok()?) as char, k.to_string()))
+        })
+        .collect();
+    let uidlist = std::fs::read_to_string(folder.join("dovecot-uidlist")).expect("uidlist");
+    let files: Vec<PathBuf> = std::fs::read_dir(folder.join("cur"))
+        .expect("cur")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    uidlist
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let base = l.split_once(" :").expect("uidlist line").1;
+            let f = files
+                .iter()
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.split(':').next() == Some(base))
+                })
+                .unwrap_or_else(|| panic!("no file for {base}"));
+            let name = f.file_name().and_then(|n| n.to_str()).expect("name");
+            let letters = name.split_once(":2,").expect("info").1;
+            let mut flags: Vec<String> = letters
+                .chars()
+                .map(|c| match c {
+                    'D' => "\\Draft".to_string(),
+                    'F' => "\\Flagged".into(),
+                    'R' => "\\Answered".into(),
+                    'S' => "\\Seen".into(),
+                    'T' => "\\Deleted".into(),
+                    k => kw
+                        .get(&k)
+                        .cloned()
+                        .unwrap_or_else(|| panic!("letter {k} without keyword")),
+                })
+                .collect();
+            flags.sort();
+            (std::fs::read(f).expect("read"), flags)
+        })
+        .collect()
+}
+
+#[test]
+fn import_reimport_export_round_trip_on_a_stopped_data_dir() {
+    let c = Cluster::new(1);
+    let dir = c.dir(0);
+    let src = c.tmp.path().join("Maildir");
+    let want = generate(&src);
+    let out = import(dir, "carol", &src);
+    assert!(
+        out.contains("imported 10 messages, 0 already there"),
+        "{out}"
+    );
+    assert_matches(dir, "carol", &want);
+    let again = import(dir, "carol", &src);
+    assert!(
+        again.contains("imported 0 messages, 10 already there"),
+        "{again}"
+    );
+    assert_matches(dir, "carol", &want);
+
+    let dst = c.tmp.path().join("export");
+    let out = ok(&[
+        "--data-dir",
+        dir,
+        "export-maildir",
+        "--account",
+        "carol",
+        s(&dst),
+    ]);
+    assert!(out.contains("exported 10 messages in 4 mailboxes"), "{out}");
+    for (mb, folder) in [
+        ("INBOX", dst.clone()),
+        ("Work", dst.join(".Work")),
+        ("Work/2026", dst.join(".Work.2026")),
+        ("Entwürfe/Alt", dst.join(".Entw&APw-rfe.Alt")),
+    ] {
+        let got = exported(&folder);
+        let expect: Vec<(Vec<u8>, Vec<String>)> = want[mb]
+            .iter()
+            .map(|e| {
+                let mut f: Vec<String> = e.flags.iter().map(|x| x.to_string()).collect();
+                f.sort();
+                (e.bytes.clone(), f)
+            })
+            .collect();
+        assert_eq!(got, expect, "exported {mb}");
+    }
+    // And back: the export imports to the same messages, flags, dates and order.
+    let out = import(dir, "dave", &dst);
+    assert!(out.contains("imported 10 messages"), "{out}");
+    assert_matches(dir, "dave", &want);
+    // An export never writes into a non-empty directory.
+    let r = run(&[
+        "--data-dir",
+        dir,
+        "export-maildir",
+        "--account",
+        "carol",
+        s(&dst),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.err.contains("is not empty"), "{r:?}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_changes_nothing() {
+    let c = Cluster::new(1);
+    let dir = c.dir(0);
+    let status = || ok(&["--data-dir", dir, "--json", "status"]);
+    let before = status();
+    let missing = c.tmp.path().join("missing");
+    let r = run(&[
+        "--data-dir",
+        dir,
+        "import-maildir",
+        "--account",
+        "alice",
+        s(&missing),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.err.contains("missing") && r.err.contains("No such file"),
+        "{r:?}"
+    );
+    let plain = c.tmp.path().join("plain");
+    std::fs::create_dir_all(plain.join("stuff")).expect("mkdir");
+    let r = run(&[
+        "--data-dir",
+        dir,
+        "import-maildir",
+        "--account",
+        "alice",
+        s(&plain),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.err.contains("is not a Maildir"), "{r:?}");
+    // One file over the size limit in a subfolder: nothing at all is imported.
+    let src = c.tmp.path().join("Maildir");
+    generate(&src);
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.resize(5000, b'x');
+    write_msg(
+        &src.join(".Work").join("cur"),
+        "2000000000.big.h:2,S",
+        &big,
+        2_000_000_000,
+    );
+    let r = run(&[
+        "--data-dir",
+        dir,
+        "--max-message-size",
+        "4000",
+        "import-maildir",
+        "--account",
+        "alice",
+        s(&src),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.err.contains("2000000000.big.h") && r.err.contains("exceeds the limit of 4000 bytes"),
+        "{r:?}"
+    );
+    // A file that is not a mail message: the same.
+    std::fs::remove_file(src.join(".Work/cur/2000000000.big.h:2,S")).expect("rm");
+    write_msg(&src.join("new"), "junk", b"this is not mail\n", 1);
+    let r = run(&[
+        "--data-dir",
+        dir,
+        "import-maildir",
+        "--account",
+        "alice",
+        s(&src),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.err.contains("junk") && r.err.contains("not a mail message"),
+        "{r:?}"
+    );
+    assert_eq!(status(), before, "a failed import changed the data dir");
+}
+
+#[test]
+fn import_and_export_through_a_running_node_replicate() {
+    let mut c = Cluster::new(2);
+    c.start(0, &[]);
+    c.start(1, &[0]);
+    let src = c.tmp.path().join("Maildir");
+    let want = generate(&src);
+    let out = import(c.dir(0), "alice", &src);
+    assert!(
+        out.contains("imported 10 messages, 0 already there"),
+        "{out}"
+    );
+    assert!(c.converged(&[0, 1], 30), "nodes did not converge");
+    assert_matches(c.dir(0), "alice", &want);
+    assert_matches(c.dir(1), "alice", &want);
+    // Again, through the other node: everything is already there.
+    let again = import(c.dir(1), "alice", &src);
+    assert!(
+        again.contains("imported 0 messages, 10 already there"),
+        "{again}"
+    );
+    let dst = c.tmp.path().join("export");
+    let out = ok(&[
+        "--data-dir",
+        c.dir(1),
+        "export-maildir",
+        "--account",
+        "alice",
+        s(&dst),
+    ]);
+    assert!(out.contains("exported 10 messages"), "{out}");
+    assert_eq!(exported(&dst).len(), 5);
+    c.stop(0);
+    c.stop(1);
+    // Stopped now: the export imports back into a new account, offline.
+    let out = import(c.dir(0), "erin", &dst);
+    assert!(out.contains("imported 10 messages"), "{out}");
+    assert_matches(c.dir(0), "erin", &want);
+    let _ = cmd;
+}
+
+/// Runs doveadm with `conf` as the mail user (USER/HOME from the environment, so no auth
+/// server is needed); panics with its stderr on failure.
+fn doveadm(conf: &Path, home: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut c = Command::new("doveadm");
+    c.arg("-c")
+        .arg(conf)
+        .args(args)
+        .env("USER", "tester")
+        .env("HOME", home)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .expect("doveadm is not installed (apt-get install dovecot-core; scripts/test.sh does it)");
+    if let Some(b) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b)
+            .expect("write");
+    }
+    let o = child.wait_with_output().expect("doveadm");
+    assert!(
+        o.status.success(),
+        "doveadm {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("utf-8")
+}
+
+#[test]
+fn import_of_a_maildir_written_by_dovecot() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::new(1);
+    let dir = c.dir(0);
+    let base = c.tmp.path().join("dovecot");
+    let (mail, home) = (base.join("Maildir"), base.join("home"));
+    for d in [&mail, &home, &base.join("run"), &base.join("state")] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    // Dovecot will not touch mail as root: as root it works as `nobody`, which must reach
+    // the directories.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (user, group) = if root {
+        ("nobody".to_string(), "nogroup".to_string())
+    } else {
+        let id = |f: &str| {
+            String::from_utf8(
+                std::process::Command::new("id")
+                    .arg(f)
+                    .output()
+                    .expect("id")
+                    .stdout,
+            )
+            .expect("id")
+            .trim()
+            .to_string()
+        };
+        (id("-u"), id("-g"))
+    };
+    for d in [c.tmp.path(), base.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    if root {
+        for d in [&mail, &home] {
+            let st = std::process::Command::new("chown")
+                .arg(format!("{user}:{group}"))
+                .arg(d)
+                .status()
+                .expect("chown");
+            assert!(st.success());
+        }
+    }
+    let conf = base.join("dovecot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "protocols =\nssl = no\nbase_dir = {b}/run\nstate_dir = {b}/state\nlog_path = {b}/dovecot.log\n\
+             first_valid_uid = 1\nfirst_valid_gid = 1\nmail_location = maildir:{m}\n\
+             mail_uid = {user}\nmail_gid = {group}\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n",
+            b = s(&base),
+            m = s(&mail)
+        ),
+    )
+    .expect("conf");
+    let folders = [
+        ("INBOX", 120),
+        ("Work", 60),
+        ("Work/2026", 20),
+        ("Entwürfe", 20),
+    ];
+    doveadm(
+        &conf,
+        &home,
+        &["mailbox", "create", "Work", "Work/2026", "Entwürfe"],
+        None,
+    );
+    for (f, n) in folders {
+        for i in 1..=n {
+            let m = format!(
+                "From: dv@example.org\nSubject: dv {f} {i}\nMessage-ID: <{i}.{}@dv>\n\nbody {i}\n{}\n",
+                f.len(),
+                "line of text ".repeat(i % 7)
+            );
+            doveadm(&conf, &home, &["save", "-m", f], Some(m.as_bytes()));
+        }
+    }
+    for (flags, mb, set) in [
+        ("\\Seen", "INBOX", "1:60"),
+        ("$Work Junk", "INBOX", "10:40"),
+        ("\\Flagged \\Answered", "INBOX", "35:50"),
+        ("\\Seen", "Work", "1:30"),
+        ("NonJunk", "Work", "25:35"),
+        ("\\Deleted", "Work/2026", "3"),
+        ("\\Draft", "Entwürfe", "1:5"),
+    ] {
+        doveadm(
+            &conf,
+            &home,
+            &["flags", "add", flags, "mailbox", mb, "uid", set],
+            None,
+        );
+    }
+    // Dovecot's own view: mailbox, UID order, flags (without the session flag \Recent).
+    let listing = doveadm(
+        &conf,
+        &home,
+        &["-f", "tab", "fetch", "mailbox uid flags", "all"],
+        None,
+    );
+    let mut want: BTreeMap<String, Vec<(u32, Vec<String>)>> = BTreeMap::new();
+    for l in listing.lines().skip(1) {
+        let mut p = l.split('\t');
+        let (mb, uid, flags) = (
+            p.next().expect("mailbox"),
+            p.next().expect("uid"),
+            p.next().unwrap_or(""),
+        );
+        let mut f: Vec<String> = flags
+            .split_whitespace()
+            .filter(|f| *f != "\\Recent")
+            .map(str::to_string)
+            .collect();
+        f.sort();
+        want.entry(mb.to_string())
+            .or_default()
+            .push((uid.parse().expect("uid"), f));
+    }
+    assert_eq!(want.values().map(Vec::len).sum::<usize>(), 220, "{listing}");
+    let out = import(dir, "tester", &mail);
+    assert!(
+        out.contains("imported 220 messages, 0 already there"),
+        "{out}"
+    );
+    for (mb, msgs) in &want {
+        let got = rows(dir, "tester", mb);
+        assert_eq!(got.len(), msgs.len(), "{mb}: message count");
+        for (k, ((blob, flags, _), (uid, dflags))) in got.iter().zip(msgs).enumerate() {
+            assert_eq!(flags, dflags, "{mb} UID {uid}: flags");
+            let bytes = cmd()
+                .args([
+                    "--data-dir",
+                    dir,
+                    "fetch",
+                    "--account",
+                    "tester",
+                    "--mailbox",
+                    mb,
+                    "--uid",
+                    &(k + 1).to_string(),
+                ])
+                .output()
+                .expect("fetch")
+                .stdout;
+            assert_eq!(&hex::encode(Sha256::digest(&bytes)), blob);
+            let text = String::from_utf8(bytes).expect("utf-8");
+            // Dovecot's UID order is the order the messages were saved in.
+            assert!(
+                text.contains(&format!("Subject: dv {mb} {}\n", k + 1)),
+                "{mb} #{k}: {text}"
+            );
+        }
+    }
+    let again = import(dir, "tester", &mail);
+    assert!(
+        again.contains("imported 0 messages, 220 already there"),
+        "{again}"
+    );
+    // Out again and back into a new account: the same messages, flags and order.
+    let dst = c.tmp.path().join("export");
+    ok(&[
+        "--data-dir",
+        dir,
+        "export-maildir",
+        "--account",
+        "tester",
+        s(&dst),
+    ]);
+    import(dir, "back", &dst);
+    for mb in want.keys() {
+        assert_eq!(
+            rows(dir, "back", mb),
+            rows(dir, "tester", mb),
+            "{mb} after a round trip"
+        );
+    }
+}
