@@ -664,3 +664,68 @@ fn import_of_a_maildir_written_by_dovecot() {
         );
     }
 }
+
+#[test]
+fn watch_maildir_takes_in_dropped_mail_and_it_replicates() {
+    let mut c = Cluster::new(2);
+    let spool = c.tmp.path().join("spool");
+    maildir(&spool);
+    maildir(&spool.join(".Lists"));
+    c.node_args = vec!["--watch-maildir".into(), format!("alice={}", s(&spool))];
+    c.start(0, &[]);
+    c.node_args.clear();
+    c.start(1, &[0]);
+    // Written in tmp/ and renamed into new/, as Maildir writers do.
+    let drop = |folder: &Path, name: &str, bytes: &[u8]| {
+        let tmp = folder.join("tmp").join(name);
+        std::fs::write(&tmp, bytes).expect("write");
+        std::fs::rename(&tmp, folder.join("new").join(name)).expect("rename");
+    };
+    drop(&spool, "1.M1.h", &message("spool", 1));
+    drop(&spool.join(".Lists"), "2.M2.h:2,S", &message("spool", 2));
+    drop(&spool, "3.M3.h", b"not a mail message\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = ok(&[
+            "--data-dir",
+            c.dir(0),
+            "mailbox",
+            "list",
+            "--account",
+            "alice",
+        ]);
+        if st.contains("Lists")
+            && rows(c.dir(0), "alice", "Lists").len() == 1
+            && rows(c.dir(0), "alice", "INBOX").len() == 1
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped mail was not taken in"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let inbox = rows(c.dir(0), "alice", "INBOX");
+    assert_eq!(inbox[0].0, hex::encode(Sha256::digest(message("spool", 1))));
+    let lists = rows(c.dir(0), "alice", "Lists");
+    assert_eq!(lists[0].1, ["\\Seen"]);
+    // Taken in: gone from the spool; the bad file is set aside, not lost.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!spool.join("new/1.M1.h").exists());
+    assert!(!spool.join(".Lists/new/2.M2.h:2,S").exists());
+    assert!(spool.join("dovetail-rejected/3.M3.h").exists());
+    assert!(c.converged(&[0, 1], 30), "nodes did not converge");
+    assert_eq!(rows(c.dir(1), "alice", "Lists").len(), 1);
+    c.stop(0);
+    c.stop(1);
+    let r = run(&[
+        "--data-dir",
+        c.dir(0),
+        "node",
+        "--watch-maildir",
+        &format!("alice={}", s(&c.tmp.path().join("nowhere"))),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.err.contains("is not a Maildir"), "{r:?}");
+}
