@@ -15,7 +15,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v mbsync >/dev/null || need_apt+=(isync)
 # swaks is the independent LMTP client of tests/lmtp.rs (which fails without it).
 command -v swaks >/dev/null || need_apt+=(swaks)
-# doveadm (Debian's Dovecot) writes the Maildir that tests/maildir.rs imports.
+# doveadm (Debian's Dovecot) writes the Maildir that tests/maildir_dovecot.rs imports.
 command -v doveadm >/dev/null || need_apt+=(dovecot-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,12 +1,14 @@
 //! `import-maildir` and `export-maildir` on generated Maildir++ trees: folders (nested and
 //! non-ASCII), flags, Dovecot keywords, `dovecot-uidlist` order, internal dates; a second
 //! import imports nothing; an export imports back to the same messages, flags and order;
-//! bad input changes nothing; and the same through a running node, replicated.
+//! bad input changes nothing; the same through a running node, replicated; and
+//! `--watch-maildir`. (A Maildir written by Dovecot itself: tests/maildir_dovecot.rs.)
 
 mod cluster_support;
+mod maildir_support;
 
-use cluster_support::{cmd, ok, run, s, Cluster};
-use serde_json::Value;
+use cluster_support::{ok, run, s, Cluster};
+use maildir_support::{import, rows};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,39 +145,6 @@ fn generate(root: &Path) -> BTreeMap<String, Vec<Expect>> {
     want
 }
 
-/// (blob, flags, internal date) of each message of a mailbox, in UID order.
-fn rows(dir: &str, account: &str, mailbox: &str) -> Vec<(String, Vec<String>, i64)> {
-    let out = ok(&[
-        "--data-dir",
-        dir,
-        "--json",
-        "list",
-        "--account",
-        account,
-        "--mailbox",
-        mailbox,
-    ]);
-    let v: Value = serde_json::from_str(&out).expect("json");
-    v.as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| {
-            let mut flags: Vec<String> = r["flags"]
-                .as_array()
-                .expect("flags")
-                .iter()
-                .map(|f| f.as_str().expect("flag").to_string())
-                .collect();
-            flags.sort();
-            (
-                r["blob"].as_str().expect("blob").to_string(),
-                flags,
-                r["internal_date"].as_i64().expect("date"),
-            )
-        })
-        .collect()
-}
-
 fn mailboxes(dir: &str, account: &str) -> Vec<String> {
     let mut v: Vec<String> = ok(&["--data-dir", dir, "mailbox", "list", "--account", account])
         .lines()
@@ -204,17 +173,6 @@ fn assert_matches(dir: &str, account: &str, want: &BTreeMap<String, Vec<Expect>>
             "{account}/{mb}: messages, order, flags or dates differ"
         );
     }
-}
-
-fn import(dir: &str, account: &str, path: &Path) -> String {
-    ok(&[
-        "--data-dir",
-        dir,
-        "import-maildir",
-        "--account",
-        account,
-        s(path),
-    ])
 }
 
 /// The messages of an exported folder in its `dovecot-uidlist` order: (bytes, flags).
@@ -445,222 +403,69 @@ fn import_and_export_through_a_running_node_replicate() {
     let out = import(c.dir(0), "erin", &dst);
     assert!(out.contains("imported 10 messages"), "{out}");
     assert_matches(c.dir(0), "erin", &want);
-    let _ = cmd;
-}
-
-/// Runs doveadm with `conf` as the mail user (USER/HOME from the environment, so no auth
-/// server is needed); panics with its stderr on failure.
-fn doveadm(conf: &Path, home: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut c = Command::new("doveadm");
-    c.arg("-c")
-        .arg(conf)
-        .args(args)
-        .env("USER", "tester")
-        .env("HOME", home)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c
-        .spawn()
-        .expect("doveadm is not installed (apt-get install dovecot-core; scripts/test.sh does it)");
-    if let Some(b) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b)
-            .expect("write");
-    }
-    let o = child.wait_with_output().expect("doveadm");
-    assert!(
-        o.status.success(),
-        "doveadm {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("utf-8")
 }
 
 #[test]
-fn import_of_a_maildir_written_by_dovecot() {
-    use std::os::unix::fs::PermissionsExt;
-    let c = Cluster::new(1);
-    let dir = c.dir(0);
-    let base = c.tmp.path().join("dovecot");
-    let (mail, home) = (base.join("Maildir"), base.join("home"));
-    for d in [&mail, &home, &base.join("run"), &base.join("state")] {
-        std::fs::create_dir_all(d).expect("mkdir");
-    }
-    // Dovecot will not touch mail as root: as root it works as `nobody`, which must reach
-    // the directories.
-    let root = unsafe { libc::geteuid() } == 0;
-    let (user, group) = if root {
-        ("nobody".to_string(), "nogroup".to_string())
-    } else {
-        let id = |f: &str| {
-            String::from_utf8(
-                std::process::Command::new("id")
-                    .arg(f)
-                    .output()
-                    .expect("id")
-                    .stdout,
-            )
-            .expect("id")
-            .trim()
-            .to_string()
-        };
-        (id("-u"), id("-g"))
+fn watch_maildir_takes_in_dropped_mail_and_it_replicates() {
+    let mut c = Cluster::new(2);
+    let spool = c.tmp.path().join("spool");
+    maildir(&spool);
+    maildir(&spool.join(".Lists"));
+    c.node_args = vec!["--watch-maildir".into(), format!("alice={}", s(&spool))];
+    c.start(0, &[]);
+    c.node_args.clear();
+    c.start(1, &[0]);
+    // Written in tmp/ and renamed into new/, as Maildir writers do.
+    let drop = |folder: &Path, name: &str, bytes: &[u8]| {
+        let tmp = folder.join("tmp").join(name);
+        std::fs::write(&tmp, bytes).expect("write");
+        std::fs::rename(&tmp, folder.join("new").join(name)).expect("rename");
     };
-    for d in [c.tmp.path(), base.as_path()] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    if root {
-        for d in [&mail, &home] {
-            let st = std::process::Command::new("chown")
-                .arg(format!("{user}:{group}"))
-                .arg(d)
-                .status()
-                .expect("chown");
-            assert!(st.success());
+    drop(&spool, "1.M1.h", &message("spool", 1));
+    drop(&spool.join(".Lists"), "2.M2.h:2,S", &message("spool", 2));
+    drop(&spool, "3.M3.h", b"not a mail message\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = ok(&[
+            "--data-dir",
+            c.dir(0),
+            "mailbox",
+            "list",
+            "--account",
+            "alice",
+        ]);
+        if st.contains("Lists")
+            && rows(c.dir(0), "alice", "Lists").len() == 1
+            && rows(c.dir(0), "alice", "INBOX").len() == 1
+        {
+            break;
         }
-    }
-    let conf = base.join("dovecot.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "protocols =\nssl = no\nbase_dir = {b}/run\nstate_dir = {b}/state\nlog_path = {b}/dovecot.log\n\
-             first_valid_uid = 1\nfirst_valid_gid = 1\nmail_location = maildir:{m}\n\
-             mail_uid = {user}\nmail_gid = {group}\n\
-             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n",
-            b = s(&base),
-            m = s(&mail)
-        ),
-    )
-    .expect("conf");
-    let folders = [
-        ("INBOX", 120),
-        ("Work", 60),
-        ("Work/2026", 20),
-        ("Entwürfe", 20),
-    ];
-    doveadm(
-        &conf,
-        &home,
-        &["mailbox", "create", "Work", "Work/2026", "Entwürfe"],
-        None,
-    );
-    for (f, n) in folders {
-        for i in 1..=n {
-            let m = format!(
-                "From: dv@example.org\nSubject: dv {f} {i}\nMessage-ID: <{i}.{}@dv>\n\nbody {i}\n{}\n",
-                f.len(),
-                "line of text ".repeat(i % 7)
-            );
-            doveadm(&conf, &home, &["save", "-m", f], Some(m.as_bytes()));
-        }
-    }
-    for (flags, mb, set) in [
-        ("\\Seen", "INBOX", "1:60"),
-        ("$Work Junk", "INBOX", "10:40"),
-        ("\\Flagged \\Answered", "INBOX", "35:50"),
-        ("\\Seen", "Work", "1:30"),
-        ("NonJunk", "Work", "25:35"),
-        ("\\Deleted", "Work/2026", "3"),
-        ("\\Draft", "Entwürfe", "1:5"),
-    ] {
-        doveadm(
-            &conf,
-            &home,
-            &["flags", "add", flags, "mailbox", mb, "uid", set],
-            None,
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped mail was not taken in"
         );
+        std::thread::sleep(Duration::from_millis(100));
     }
-    // Dovecot's own view: mailbox, UID order, flags (without the session flag \Recent).
-    let listing = doveadm(
-        &conf,
-        &home,
-        &["-f", "tab", "fetch", "mailbox uid flags", "all"],
-        None,
-    );
-    let mut want: BTreeMap<String, Vec<(u32, Vec<String>)>> = BTreeMap::new();
-    for l in listing.lines().skip(1) {
-        let mut p = l.split('\t');
-        let (mb, uid, flags) = (
-            p.next().expect("mailbox"),
-            p.next().expect("uid"),
-            p.next().unwrap_or(""),
-        );
-        let mut f: Vec<String> = flags
-            .split_whitespace()
-            .filter(|f| *f != "\\Recent")
-            .map(str::to_string)
-            .collect();
-        f.sort();
-        want.entry(mb.to_string())
-            .or_default()
-            .push((uid.parse().expect("uid"), f));
-    }
-    assert_eq!(want.values().map(Vec::len).sum::<usize>(), 220, "{listing}");
-    let out = import(dir, "tester", &mail);
-    assert!(
-        out.contains("imported 220 messages, 0 already there"),
-        "{out}"
-    );
-    for (mb, msgs) in &want {
-        let got = rows(dir, "tester", mb);
-        assert_eq!(got.len(), msgs.len(), "{mb}: message count");
-        for (k, ((blob, flags, _), (uid, dflags))) in got.iter().zip(msgs).enumerate() {
-            assert_eq!(flags, dflags, "{mb} UID {uid}: flags");
-            let bytes = cmd()
-                .args([
-                    "--data-dir",
-                    dir,
-                    "fetch",
-                    "--account",
-                    "tester",
-                    "--mailbox",
-                    mb,
-                    "--uid",
-                    &(k + 1).to_string(),
-                ])
-                .output()
-                .expect("fetch")
-                .stdout;
-            assert_eq!(&hex::encode(Sha256::digest(&bytes)), blob);
-            let text = String::from_utf8(bytes).expect("utf-8");
-            // Dovecot's UID order is the order the messages were saved in.
-            assert!(
-                text.contains(&format!("Subject: dv {mb} {}\n", k + 1)),
-                "{mb} #{k}: {text}"
-            );
-        }
-    }
-    let again = import(dir, "tester", &mail);
-    assert!(
-        again.contains("imported 0 messages, 220 already there"),
-        "{again}"
-    );
-    // Out again and back into a new account: the same messages, flags and order.
-    let dst = c.tmp.path().join("export");
-    ok(&[
+    let inbox = rows(c.dir(0), "alice", "INBOX");
+    assert_eq!(inbox[0].0, hex::encode(Sha256::digest(message("spool", 1))));
+    let lists = rows(c.dir(0), "alice", "Lists");
+    assert_eq!(lists[0].1, ["\\Seen"]);
+    // Taken in: gone from the spool; the bad file is set aside, not lost.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!spool.join("new/1.M1.h").exists());
+    assert!(!spool.join(".Lists/new/2.M2.h:2,S").exists());
+    assert!(spool.join("dovetail-rejected/3.M3.h").exists());
+    assert!(c.converged(&[0, 1], 30), "nodes did not converge");
+    assert_eq!(rows(c.dir(1), "alice", "Lists").len(), 1);
+    c.stop(0);
+    c.stop(1);
+    let r = run(&[
         "--data-dir",
-        dir,
-        "export-maildir",
-        "--account",
-        "tester",
-        s(&dst),
+        c.dir(0),
+        "node",
+        "--watch-maildir",
+        &format!("alice={}", s(&c.tmp.path().join("nowhere"))),
     ]);
-    import(dir, "back", &dst);
-    for mb in want.keys() {
-        assert_eq!(
-            rows(dir, "back", mb),
-            rows(dir, "tester", mb),
-            "{mb} after a round trip"
-        );
-    }
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.err.contains("is not a Maildir"), "{r:?}");
 }

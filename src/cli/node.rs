@@ -42,6 +42,10 @@ pub struct NodeArgs {
     /// unix:/path/to/socket (docs/operations.md).
     #[arg(long)]
     pub lmtp: Option<String>,
+    /// Take in mail another program drops into this Maildir's new/ directories
+    /// (repeatable): ACCOUNT=PATH. Files are deleted once stored (docs/operations.md).
+    #[arg(long)]
+    pub watch_maildir: Vec<String>,
 }
 
 /// The file, in the data dir, where a running node writes its IMAP addresses.
@@ -109,6 +113,19 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
         let bound = lmtp::bind(&listen).map_err(CliError::Lmtp)?;
         let cfg = lmtp::LmtpConfig::new(cli.max_message_size);
         front_ends.push(lmtp::front_end(bound, cfg));
+    }
+    if !args.watch_maildir.is_empty() {
+        let specs = args
+            .watch_maildir
+            .iter()
+            .map(|w| w.parse::<crate::maildir::watch::WatchSpec>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let every = Duration::from_secs(1);
+        front_ends.push(crate::maildir::watch::front_end(
+            specs,
+            cli.max_message_size,
+            every,
+        ));
     }
     let cfg = DaemonConfig {
         net: NetConfig {

@@ -27,6 +27,14 @@ pub async fn serve(bound: Bound, cfg: LmtpConfig, ctx: FrontEndCtx) {
     let mut shutdown = ctx.shutdown.clone();
     let sessions = Arc::new(Semaphore::new(cfg.max_sessions));
     let mut running = JoinSet::new();
+    match &bound {
+        Bound::Tcp(l) => {
+            if let Ok(a) = l.local_addr() {
+                tracing::info!(addr = %a, "LMTP listening");
+            }
+        }
+        Bound::Unix(_, p) => tracing::info!(path = %p.display(), "LMTP listening"),
+    }
     let (tcp, unix) = match bound.into_tokio() {
         Ok(x) => x,
         Err(e) => {

@@ -6,6 +6,7 @@
 //! - [`names`]: folder directory names ↔ mailbox names (modified UTF-7, `.` ↔ `/`).
 //! - [`flags`]: the `:2,` flag letters and `dovecot-keywords`.
 //! - [`import`], [`export`]: the two commands.
+//! - [`watch`]: `dovetail node --watch-maildir`, taking in what others drop into `new/`.
 
 pub mod export;
 pub mod flags;
@@ -13,6 +14,7 @@ pub mod import;
 pub mod layout;
 pub mod names;
 pub mod target;
+pub mod watch;
 
 use crate::node::NodeError;
 use std::path::PathBuf;
