@@ -505,14 +505,15 @@ impl Replica {
     pub fn renumber_delivered(&mut self, now: i64) -> Result<usize, NodeError> {
         let grace = self.opts.renumber_grace_secs;
         let mut due = std::collections::HashSet::new();
+        let tx = Tx::new(self.kv.as_ref());
         for mb in std::mem::take(&mut self.pending.delivered) {
-            let tx = Tx::new(self.kv.as_ref());
             if let Some(meta) = tx.mailbox_meta(&mb)? {
                 if meta.renumber_due(&self.node, now, grace) {
                     due.insert(mb);
                 }
             }
         }
+        drop(tx);
         self.renumber_mailboxes(&due, now, grace)
     }
 

@@ -84,7 +84,8 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
 /// open ("empty/corrupt snapshot file found", then "Read corrupted data") when a kill left
 /// it empty or torn. Such a file was never renamed, so the previous snapshot is still
 /// there and the log since it replays: dropping the unfinished file is what sled's own
-/// recovery would do. Only called with `store.lock` held, so no process is writing one.
+/// recovery would do. Only called with `store.lock` held and before this process opens
+/// sled, so nothing is writing one.
 fn remove_unfinished_snapshots(db_dir: &Path) -> Result<(), StoreError> {
     let entries = match std::fs::read_dir(db_dir) {
         Ok(e) => e,
@@ -106,7 +107,6 @@ fn remove_unfinished_snapshots(db_dir: &Path) -> Result<(), StoreError> {
 }
 
 fn open_db(dir: &Path, cache: u64) -> Result<Db, StoreError> {
-    remove_unfinished_snapshots(&dir.join("db"))?;
     let db = sled::Config::new()
         .path(dir.join("db"))
         // sled's default cache is 1 GiB; the view is read mostly sequentially.
@@ -137,6 +137,9 @@ impl SledKv {
     /// Opens with sled's page cache limited to `cache` bytes.
     pub fn open_with_cache(dir: &Path, cache: u64) -> Result<SledKv, StoreError> {
         let lock = lock_dir(dir)?;
+        // Only here, at a process's first open: a snapshot is left unfinished by a kill,
+        // and this process's own reopens (`maybe_reopen`) follow a clean close.
+        remove_unfinished_snapshots(&dir.join("db"))?;
         let db = open_db(dir, cache)?;
         let packs = Packs::open(&dir.join("blobs"))?;
         let kv = SledKv {

@@ -74,11 +74,16 @@ impl Core {
     /// flush for all; then acknowledges each (or refuses it), fetches the blobs the new
     /// changes lack, and answers with this node's next message.
     pub(super) async fn apply_incoming(&mut self) -> Result<(), DaemonError> {
-        let batch = std::mem::take(&mut self.incoming);
-        let msgs: Vec<(NodeId, String, Vec<u8>)> = batch
-            .iter()
-            .map(|i| (i.node, i.doc.clone(), i.msg.clone()))
-            .collect();
+        // The messages go to the replica thread; what answers them stays here (the bytes
+        // are moved, not copied: a batch of an initial sync holds megabytes).
+        let (msgs, batch): (Vec<(NodeId, String, Vec<u8>)>, Vec<_>) =
+            std::mem::take(&mut self.incoming)
+                .into_iter()
+                .map(|i| {
+                    let answer = (i.peer, i.doc.clone(), i.channel, i.msg.len());
+                    ((i.node, i.doc, i.msg), answer)
+                })
+                .unzip();
         let n = msgs.len();
         let verdicts = self
             .replica
@@ -87,14 +92,7 @@ impl Core {
         tracing::debug!(messages = n, "applied a batch of sync messages");
         let mut applied = false;
         let mut pull = Vec::new();
-        for (inc, verdict) in batch.into_iter().zip(verdicts) {
-            let Incoming {
-                peer,
-                doc,
-                channel,
-                msg,
-                ..
-            } = inc;
+        for ((peer, doc, channel, bytes), verdict) in batch.into_iter().zip(verdicts) {
             match verdict {
                 Received::Refused(why) => {
                     self.strike(peer);
@@ -116,7 +114,7 @@ impl Core {
                     self.strikes.remove(&peer);
                     self.net.respond(channel, Response::Ack);
                     self.dirty |= changed;
-                    tracing::debug!(%peer, %doc, bytes = msg.len(), changed, missing = missing.len(), "sync message applied");
+                    tracing::debug!(%peer, %doc, bytes, changed, missing = missing.len(), "sync message applied");
                     if !missing.is_empty() {
                         self.fetch(peer, missing);
                     }
