@@ -76,14 +76,13 @@ impl Core {
     pub(super) async fn apply_incoming(&mut self) -> Result<(), DaemonError> {
         // The messages go to the replica thread; what answers them stays here (the bytes
         // are moved, not copied: a batch of an initial sync holds megabytes).
-        let (msgs, batch): (Vec<(NodeId, String, Vec<u8>)>, Vec<_>) =
-            std::mem::take(&mut self.incoming)
-                .into_iter()
-                .map(|i| {
-                    let answer = (i.peer, i.doc.clone(), i.channel, i.msg.len());
-                    ((i.node, i.doc, i.msg), answer)
-                })
-                .unzip();
+        let (msgs, batch): (Vec<_>, Vec<_>) = std::mem::take(&mut self.incoming)
+            .into_iter()
+            .map(|i| {
+                let answer = (i.peer, i.doc.clone(), i.channel, i.msg.len());
+                ((i.node, i.doc, i.msg), answer)
+            })
+            .unzip();
         let n = msgs.len();
         let verdicts = self
             .replica
