@@ -217,6 +217,22 @@ pub struct EventLoop {
     bootstrap: Vec<Multiaddr>,
     topic: gossipsub::IdentTopic,
     dialing: HashSet<PeerId>,
+    /// Peers mDNS says are on the LAN now (until it reports them expired), with their
+    /// addresses: re-dialled while not connected, since mDNS announces a peer only once
+    /// per query interval (minutes) and a first dial can fail.
+    lan: HashMap<PeerId, Vec<Multiaddr>>,
+}
+
+/// Dial options for an address: always from a fresh source port. libp2p's default dials
+/// from the listen port (port reuse, for NAT hole punching), so two nodes that discover
+/// each other at the same instant (mDNS answers both at once) open the *same* TCP
+/// connection from both ends (a TCP simultaneous open): both run the Noise initiator and
+/// the handshake fails on both sides.
+fn fresh_port(addr: Multiaddr) -> libp2p::swarm::dial_opts::DialOpts {
+    libp2p::swarm::dial_opts::DialOpts::unknown_peer_id()
+        .address(addr)
+        .allocate_new_port()
+        .build()
 }
 
 /// Builds the swarm and starts listening. `key` is the node's identity, protobuf-encoded
@@ -331,7 +347,7 @@ pub fn start(
             })?;
     }
     for addr in &cfg.bootstrap {
-        if let Err(e) = swarm.dial(addr.clone()) {
+        if let Err(e) = swarm.dial(fresh_port(addr.clone())) {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap address");
         }
     }
@@ -350,6 +366,7 @@ pub fn start(
             bootstrap: cfg.bootstrap,
             topic,
             dialing: HashSet::new(),
+            lan: HashMap::new(),
         },
     ))
 }
@@ -377,8 +394,13 @@ impl EventLoop {
                     // Bootstrap peers that were down at start, or a node cut off: try again.
                     if self.connected.is_empty() {
                         for addr in self.bootstrap.clone() {
-                            let _ = self.swarm.dial(addr);
+                            let _ = self.swarm.dial(fresh_port(addr));
                         }
+                    }
+                    // LAN peers whose dial failed or whose connection dropped.
+                    let lan: Vec<_> = self.lan.iter().map(|(p, a)| (*p, a.clone())).collect();
+                    for (peer, addrs) in lan {
+                        self.dial_peer(peer, addrs);
                     }
                 }
             }
@@ -426,7 +448,7 @@ impl EventLoop {
                 }
             }
             Command::Dial(addr) => {
-                if let Err(e) = self.swarm.dial(addr.clone()) {
+                if let Err(e) = self.swarm.dial(fresh_port(addr.clone())) {
                     tracing::warn!(%addr, error = %e, "cannot dial");
                 }
             }
@@ -464,6 +486,7 @@ impl EventLoop {
         }
         let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
             .addresses(addrs)
+            .allocate_new_port()
             .build();
         if let Err(e) = self.swarm.dial(opts) {
             self.dialing.remove(&peer);
@@ -631,7 +654,18 @@ impl EventLoop {
                 }
                 for (p, addrs) in by_peer {
                     tracing::debug!(peer = %p, "discovered by mDNS");
+                    self.lan.insert(p, addrs.clone());
                     self.dial_peer(p, addrs);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(list)) => {
+                for (p, a) in list {
+                    if let Some(addrs) = self.lan.get_mut(&p) {
+                        addrs.retain(|x| *x != a);
+                        if addrs.is_empty() {
+                            self.lan.remove(&p);
+                        }
+                    }
                 }
             }
             _ => {}
