@@ -404,6 +404,45 @@ pub fn row(kv: &dyn Kv, mb: &MailboxId, uid: Uid) -> Result<Option<ViewRow>, Sto
         .map(|(_, r)| r))
 }
 
+/// The visible rows at `uids`, in that order (missing ones left out). Each row block is
+/// decoded once per run of UIDs that fall in it, so a sorted list costs one decode per
+/// block, not one per UID: decoding a block (64 rows) per UID made `FETCH 1:* (FLAGS)`
+/// 64 times slower than the rows it returns.
+pub fn rows_at(
+    kv: &dyn Kv,
+    mb: &MailboxId,
+    uids: &[Uid],
+) -> Result<Vec<(Uid, ViewRow)>, StoreError> {
+    let mut out = Vec::with_capacity(uids.len());
+    // Rows are moved out of the decoded block (a UID set names each UID once); a UID
+    // named twice is read again.
+    let mut block: Option<(u32, Vec<(Uid, Option<ViewRow>)>)> = None;
+    for &uid in uids {
+        let b = uid.get() / ROWS_PER_BLOCK;
+        if block.as_ref().is_none_or(|(n, _)| *n != b) {
+            let key = key_row_block(mb, b);
+            let rows = match kv.get(&key)? {
+                Some(v) => decode::<Vec<(Uid, ViewRow)>>(&key, &v)?,
+                None => Vec::new(),
+            };
+            block = Some((b, rows.into_iter().map(|(u, r)| (u, Some(r))).collect()));
+        }
+        let Some((_, rows)) = &mut block else {
+            continue;
+        };
+        let taken = rows
+            .iter_mut()
+            .find(|(u, _)| *u == uid)
+            .map(|(_, r)| r.take());
+        match taken {
+            Some(Some(r)) => out.push((uid, r)),
+            Some(None) => out.extend(row(kv, mb, uid)?.map(|r| (uid, r))),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The largest visible UID of a mailbox (what `*` means in a UID set), reading one block.
 pub fn last_uid(kv: &dyn Kv, mb: &MailboxId) -> Result<Option<Uid>, StoreError> {
     match kv.last(&prefix_rows(mb))? {
@@ -435,5 +474,58 @@ pub fn live_messages(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<Guid>, StoreErro
     match err {
         Some(e) => Err(e),
         None => Ok(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BlobId, ModSeq};
+    use crate::store::MemKv;
+
+    fn row(i: u32) -> ViewRow {
+        ViewRow {
+            guid: Guid::random(),
+            blob: BlobId::of(&i.to_be_bytes()),
+            size: u64::from(i),
+            internal_date: 0,
+            flags: Default::default(),
+            modseq: ModSeq::new(u64::from(i)).expect("not 0"),
+        }
+    }
+
+    #[test]
+    fn rows_at_answers_as_row_does_for_every_uid() {
+        let kv = MemKv::new();
+        let mb = MailboxId::derive("a", "INBOX", 1);
+        let present = [1u32, 2, 5, 63, 64, 70, 130, 131];
+        let mut blocks: BTreeMap<u32, Vec<(Uid, ViewRow)>> = BTreeMap::new();
+        for u in present {
+            let uid = Uid::new(u).expect("not 0");
+            blocks
+                .entry(u / ROWS_PER_BLOCK)
+                .or_default()
+                .push((uid, row(u)));
+        }
+        let batch = blocks
+            .iter()
+            .map(|(b, rows)| (key_row_block(&mb, *b), Some(encode(rows))))
+            .collect();
+        kv.apply(batch).expect("apply");
+        let uid = |u: u32| Uid::new(u).expect("not 0");
+        // Sorted, unsorted, missing, repeated and past-the-end UIDs.
+        for ask in [
+            vec![1, 2, 3, 5, 63, 64, 65, 70, 130, 131, 500],
+            vec![131, 1, 70, 2, 64],
+            vec![5, 5, 64],
+            vec![],
+        ] {
+            let ask: Vec<Uid> = ask.into_iter().map(uid).collect();
+            let want: Vec<(Uid, ViewRow)> = ask
+                .iter()
+                .filter_map(|u| super::row(&kv, &mb, *u).expect("row").map(|r| (*u, r)))
+                .collect();
+            assert_eq!(rows_at(&kv, &mb, &ask).expect("rows_at"), want, "{ask:?}");
+        }
     }
 }

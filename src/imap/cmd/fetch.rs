@@ -128,12 +128,7 @@ pub async fn fetch(
         let res = s
             .call(move |r| {
                 let seen_flag = Flag::seen();
-                let mut rows = Vec::with_capacity(chunk.len());
-                for u in &chunk {
-                    if let Some(row) = crate::store::tables::row(r.kv(), &id, *u)? {
-                        rows.push((*u, row));
-                    }
-                }
+                let mut rows = crate::store::tables::rows_at(r.kv(), &id, &chunk)?;
                 // A value this node did not issue cannot be compared: every message counts
                 // as changed (docs/design.md 8), never none.
                 if let Some(cs) = changed_since {
@@ -152,11 +147,8 @@ pub async fn fetch(
                         let op = FlagOp::Add(FlagSet::from([seen_flag.clone()]));
                         r.store_flags(&a, &name, &set, &op, now)?;
                         marked = unseen;
-                        for (u, row) in rows.iter_mut() {
-                            if let Some(new) = crate::store::tables::row(r.kv(), &id, *u)? {
-                                *row = new;
-                            }
-                        }
+                        let uids: Vec<Uid> = rows.iter().map(|(u, _)| *u).collect();
+                        rows = crate::store::tables::rows_at(r.kv(), &id, &uids)?;
                     }
                 }
                 let mut out = Vec::with_capacity(rows.len());

@@ -230,12 +230,17 @@ pub async fn search(s: &mut Session, criteria: &[SearchKey<'static>], by_uid: bo
         let chunk = chunk.to_vec();
         let res = s
             .call(move |r| {
-                let mut out = Vec::with_capacity(chunk.len());
-                for (i, u) in chunk.iter().enumerate() {
-                    if let Some(row) = crate::store::tables::row(r.kv(), &id, *u)? {
-                        let body = if raw { r.blob(&row.blob)? } else { None };
-                        out.push((i, *u, row, body));
+                let rows = crate::store::tables::rows_at(r.kv(), &id, &chunk)?;
+                let mut out = Vec::with_capacity(rows.len());
+                // rows_at keeps the order of `chunk` and leaves out missing UIDs: the
+                // index is the UID's place in `chunk`.
+                let mut at = 0;
+                for (u, row) in rows {
+                    while chunk[at] != u {
+                        at += 1;
                     }
+                    let body = if raw { r.blob(&row.blob)? } else { None };
+                    out.push((at, u, row, body));
                 }
                 Ok(out)
             })

@@ -68,11 +68,9 @@ pub async fn store(
             if let Some(m) = unchanged_since {
                 let limit = issuer.local(m, highest(r, &id)?);
                 let mut keep = vec![];
-                for u in todo {
-                    let row = crate::store::tables::row(r.kv(), &id, u)?;
-                    match (row, limit) {
-                        (Some(row), Some(l)) if row.modseq.get() <= l => keep.push(u),
-                        (None, _) => {}
+                for (u, row) in crate::store::tables::rows_at(r.kv(), &id, &todo)? {
+                    match limit {
+                        Some(l) if row.modseq.get() <= l => keep.push(u),
                         _ => failed.push(u),
                     }
                 }
@@ -83,12 +81,10 @@ pub async fn store(
             }
             // The MODSEQ of each changed message, so that the view events this change
             // makes are not told a second time.
-            let mut out = Vec::with_capacity(todo.len());
-            for u in todo {
-                if let Some(row) = crate::store::tables::row(r.kv(), &id, u)? {
-                    out.push(Current::of(u, &row));
-                }
-            }
+            let out: Vec<Current> = crate::store::tables::rows_at(r.kv(), &id, &todo)?
+                .iter()
+                .map(|(u, row)| Current::of(*u, row))
+                .collect();
             Ok((out, failed))
         })
         .await;
