@@ -404,6 +404,9 @@ pub fn row(kv: &dyn Kv, mb: &MailboxId, uid: Uid) -> Result<Option<ViewRow>, Sto
         .map(|(_, r)| r))
 }
 
+/// A row of a decoded block, `None` once [`rows_at`] moved it out.
+type TakenRow = (Uid, Option<ViewRow>);
+
 /// The visible rows at `uids`, in that order (missing ones left out). Each row block is
 /// decoded once per run of UIDs that fall in it, so a sorted list costs one decode per
 /// block, not one per UID: decoding a block (64 rows) per UID made `FETCH 1:* (FLAGS)`
@@ -416,7 +419,7 @@ pub fn rows_at(
     let mut out = Vec::with_capacity(uids.len());
     // Rows are moved out of the decoded block (a UID set names each UID once); a UID
     // named twice is read again.
-    let mut block: Option<(u32, Vec<(Uid, Option<ViewRow>)>)> = None;
+    let mut block: Option<(u32, Vec<TakenRow>)> = None;
     for &uid in uids {
         let b = uid.get() / ROWS_PER_BLOCK;
         if block.as_ref().is_none_or(|(n, _)| *n != b) {
