@@ -1,6 +1,7 @@
 //! The IMAP front end against real clients and the real binary on loopback: python3's
-//! imaplib (tests/imap/client.py) and raw TCP (every command split at every byte, and
-//! malformed input).
+//! imaplib (tests/imap/client.py, tests/imap/tls_client.py), curl, mbsync and raw TCP
+//! (every command split at every byte, and malformed input); TLS with a self-signed
+//! certificate made by rcgen.
 
 mod cluster_support;
 
@@ -14,3 +15,5 @@ mod flow;
 mod mbsync;
 #[path = "imap/raw.rs"]
 mod raw;
+#[path = "imap/tls.rs"]
+mod tls;

@@ -38,6 +38,23 @@ pub struct NodeArgs {
     /// port; the bound addresses are printed and written to `imap.addrs` in the data dir.
     #[arg(long)]
     pub imap: Vec<std::net::SocketAddr>,
+    /// Serve IMAP over TLS from the first byte (implicit TLS, "imaps") on this address
+    /// (repeatable), e.g. 0.0.0.0:993; needs --tls-cert and --tls-key. The bound addresses
+    /// are printed and written to `imaps.addrs` in the data dir.
+    #[arg(long)]
+    pub imaps: Vec<std::net::SocketAddr>,
+    /// PEM file of the IMAP server's certificate chain (leaf first), for --imaps and for
+    /// STARTTLS, which every --imap listener offers once a certificate is configured.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the certificate's private key (PKCS#8, RSA or EC).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow LOGIN and AUTHENTICATE PLAIN without TLS from any address. By default a
+    /// plaintext connection may log in only from loopback; use this only behind a trusted
+    /// network (or a TLS-terminating proxy).
+    #[arg(long)]
+    pub imap_allow_plaintext_login: bool,
     /// Serve LMTP for an MTA's deliveries: HOST:PORT (e.g. 127.0.0.1:2424) or
     /// unix:/path/to/socket (docs/operations.md).
     #[arg(long)]
@@ -50,53 +67,93 @@ pub struct NodeArgs {
 
 /// The file, in the data dir, where a running node writes its IMAP addresses.
 pub const IMAP_ADDRS_FILE: &str = "imap.addrs";
+/// The file, in the data dir, where a running node writes its implicit-TLS IMAP addresses.
+pub const IMAPS_ADDRS_FILE: &str = "imaps.addrs";
 
-/// Binds the IMAP listeners (before the node starts, so a taken port is a clear error).
+/// Binds the IMAP listeners, plaintext (`--imap`) and TLS (`--imaps`), before the node
+/// starts, so a taken port or an unusable certificate is a clear error.
 fn imap_front_ends(cli: &Cli, args: &NodeArgs, dir: &Path) -> Result<Vec<FrontEnd>, CliError> {
-    let file = dir.join(IMAP_ADDRS_FILE);
-    let _ = std::fs::remove_file(&file);
-    let mut out = Vec::new();
-    let mut lines = String::new();
-    for addr in &args.imap {
-        let err = |e: std::io::Error| CliError::Remote(format!("--imap {addr}: {e}"));
-        let l = std::net::TcpListener::bind(addr).map_err(err)?;
-        l.set_nonblocking(true).map_err(err)?;
-        let local = l.local_addr().map_err(err)?;
-        println!("imap listening on {local}");
-        lines.push_str(&format!("{local}\n"));
-        let cfg = crate::imap::ImapConfig {
-            max_literal: u32::try_from(cli.max_message_size).unwrap_or(u32::MAX),
-            ..crate::imap::ImapConfig::default()
-        };
-        out.push(FrontEnd::new("imap", move |ctx: FrontEndCtx| {
-            let (l, cfg) = (l.try_clone(), cfg.clone());
-            async move {
-                let listener = match l.and_then(tokio::net::TcpListener::from_std) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, %local, "IMAP listener");
-                        return;
-                    }
-                };
-                let mut down = ctx.shutdown.clone();
-                let stop = async move {
-                    let _ = down.wait_for(|d| *d).await;
-                };
-                if let Err(e) =
-                    crate::imap::serve(listener, ctx.replica, ctx.changed, cfg, stop).await
-                {
-                    tracing::error!(error = %e, %local, "IMAP server failed");
-                }
-            }
-        }));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::imap::tls::Acceptor::from_pem_files(cert, key)
+                .map_err(|e| CliError::Remote(e.to_string()))?,
+        ),
+        (None, None) => None,
+        _ => {
+            return Err(CliError::Remote(
+                "--tls-cert and --tls-key go together".into(),
+            ))
+        }
+    };
+    if !args.imaps.is_empty() && tls.is_none() {
+        return Err(CliError::Remote(
+            "--imaps needs --tls-cert FILE and --tls-key FILE".into(),
+        ));
     }
-    if !lines.is_empty() {
-        std::fs::write(&file, lines).map_err(|source| CliError::Read {
-            path: file.display().to_string(),
-            source,
-        })?;
+    let cfg = crate::imap::ImapConfig {
+        max_literal: u32::try_from(cli.max_message_size).unwrap_or(u32::MAX),
+        tls,
+        allow_plaintext_login: args.imap_allow_plaintext_login,
+        ..crate::imap::ImapConfig::default()
+    };
+    let mut out = Vec::new();
+    for (flag, addrs, implicit_tls, file) in [
+        ("imap", &args.imap, false, IMAP_ADDRS_FILE),
+        ("imaps", &args.imaps, true, IMAPS_ADDRS_FILE),
+    ] {
+        let file = dir.join(file);
+        let _ = std::fs::remove_file(&file);
+        let mut lines = String::new();
+        for addr in addrs {
+            let err = |e: std::io::Error| CliError::Remote(format!("--{flag} {addr}: {e}"));
+            let l = std::net::TcpListener::bind(addr).map_err(err)?;
+            l.set_nonblocking(true).map_err(err)?;
+            let local = l.local_addr().map_err(err)?;
+            println!("{flag} listening on {local}");
+            lines.push_str(&format!("{local}\n"));
+            let cfg = crate::imap::ImapConfig {
+                implicit_tls,
+                ..cfg.clone()
+            };
+            out.push(imap_front_end(flag, l, local, cfg));
+        }
+        if !lines.is_empty() {
+            std::fs::write(&file, lines).map_err(|source| CliError::Read {
+                path: file.display().to_string(),
+                source,
+            })?;
+        }
     }
     Ok(out)
+}
+
+/// The front end serving IMAP on one bound listener.
+fn imap_front_end(
+    name: &'static str,
+    l: std::net::TcpListener,
+    local: std::net::SocketAddr,
+    cfg: crate::imap::ImapConfig,
+) -> FrontEnd {
+    FrontEnd::new(name, move |ctx: FrontEndCtx| {
+        let (l, cfg) = (l.try_clone(), cfg.clone());
+        async move {
+            let listener = match l.and_then(tokio::net::TcpListener::from_std) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, %local, "IMAP listener");
+                    return;
+                }
+            };
+            let mut down = ctx.shutdown.clone();
+            let stop = async move {
+                let _ = down.wait_for(|d| *d).await;
+            };
+            if let Err(e) = crate::imap::serve(listener, ctx.replica, ctx.changed, cfg, stop).await
+            {
+                tracing::error!(error = %e, %local, "IMAP server failed");
+            }
+        }
+    })
 }
 
 /// Runs a node until SIGTERM or Ctrl-C.

@@ -76,22 +76,32 @@ pub fn astring_bytes(a: &AString<'_>) -> Vec<u8> {
     a.as_ref().to_vec()
 }
 
-/// A mailbox name a client sent (UTF-8; modified UTF-7 is not decoded). A trailing
-/// hierarchy delimiter is dropped (`CREATE a/` creates `a`, RFC 3501 6.3.3).
-pub fn mailbox_in(m: &Mailbox<'_>) -> Result<MailboxName, ModelError> {
+/// Why a mailbox name a client sent is refused: not modified UTF-7, or not a valid name.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    #[error(transparent)]
+    Utf7(#[from] super::mutf7::Utf7Error),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// A mailbox name a client sent, decoded from modified UTF-7 (RFC 3501 5.1.3) to the UTF-8
+/// name dovetail stores. A trailing hierarchy delimiter is dropped (`CREATE a/` creates
+/// `a`, RFC 3501 6.3.3).
+pub fn mailbox_in(m: &Mailbox<'_>) -> Result<MailboxName, NameError> {
     match m {
         Mailbox::Inbox => Ok(MailboxName::inbox()),
         Mailbox::Other(o) => {
-            let raw = String::from_utf8_lossy(o.inner().as_ref()).into_owned();
+            let raw = super::mutf7::decode(o.inner().as_ref())?;
             let s = raw.strip_suffix('/').unwrap_or(&raw);
-            MailboxName::try_from(s)
+            Ok(MailboxName::try_from(s)?)
         }
     }
 }
 
-/// A mailbox name as IMAP sends it.
+/// A stored (UTF-8) mailbox name as IMAP sends it, in modified UTF-7.
 pub fn mailbox_out(name: &str) -> Mailbox<'static> {
-    match AString::try_from(name.to_string()) {
+    match AString::try_from(super::mutf7::encode(name)) {
         Ok(a) => Mailbox::from(a),
         Err(_) => Mailbox::Inbox,
     }

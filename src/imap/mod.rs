@@ -1,5 +1,6 @@
-//! The IMAP front end (RFC 3501 with UIDPLUS, IDLE, MOVE, UNSELECT, ENABLE, NAMESPACE,
-//! LITERAL+ and ID): every node serves mail clients and takes their writes.
+//! The IMAP front end (RFC 3501 with STARTTLS, UIDPLUS, IDLE, MOVE, UNSELECT, ENABLE,
+//! NAMESPACE, LITERAL+ and ID; implicit TLS): every node serves mail clients and takes their
+//! writes.
 //!
 //! - [`server`]: the accept loop (a listener and a shutdown future in, one task per
 //!   connection) and the per-connection driver that pumps bytes through imap-next's sans-IO
@@ -11,8 +12,11 @@
 //! - [`cmd`]: one file per command or small family of commands.
 //! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections, on mail-parser.
 //! - [`convert`]: model values to and from imap-types.
+//! - [`tls`]: rustls: the certificate and key from PEM files, and the plaintext-or-TLS
+//!   connection stream (`--imaps`, STARTTLS).
 //! - [`auth`]: argon2 password hashes, SASL PLAIN, the delay after a failure.
 //! - [`modseq`]: MODSEQ values on the wire, naming the node that issued them.
+//! - [`mutf7`]: modified UTF-7 mailbox names (RFC 3501 5.1.3) to and from UTF-8.
 //!
 //! Every write goes through the replica actor, which flushes before it returns: a tagged OK
 //! is sent only once the write is durable.
@@ -22,9 +26,11 @@ pub mod cmd;
 pub mod convert;
 pub mod mime;
 pub mod modseq;
+pub mod mutf7;
 pub mod selected;
 pub mod server;
 pub mod session;
+pub mod tls;
 
 pub use server::{serve, ImapConfig};
 
@@ -35,6 +41,9 @@ pub enum ImapError {
     Hash(String),
     #[error("IMAP listener on {addr}: {why}")]
     Listen { addr: String, why: String },
+    /// A TLS certificate or key that cannot be used (`what` names the flag and file).
+    #[error("{what}: {why}")]
+    Tls { what: String, why: String },
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]

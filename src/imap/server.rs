@@ -2,18 +2,24 @@
 //! task per connection until the shutdown resolves (then every session is dropped). Each
 //! connection pumps bytes through imap-next's sans-IO server, which frames commands,
 //! answers literal announcements (refusing one over the size limit before reading it),
-//! and drives AUTHENTICATE and IDLE; the [`Session`] does the rest.
+//! and drives AUTHENTICATE and IDLE; the [`Session`] does the rest. STARTTLS is done here
+//! too, as it swaps the connection's stream ([`starttls`]).
 
 use super::auth;
 use super::cmd;
 use super::session::{tagged_status, Ctx, Reply, Session, State};
+use super::tls;
+use super::tls::Stream;
 use super::ImapError;
 use crate::node::ReplicaHandle;
+use imap_codec::encode::Encoder;
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::response::{
     Code, CommandContinuationRequest, Greeting, Response, Status,
 };
+use imap_codec::ResponseCodec;
 use imap_next::server::{Error as NextError, Event, Options, Server};
 use imap_next::{Interrupt, Io, State as _};
 use std::future::Future;
@@ -32,6 +38,14 @@ pub struct ImapConfig {
     /// A session that sends nothing for this long is closed (RFC 3501 5.4 asks for at least
     /// 30 minutes; IDLE clients re-issue IDLE well within it).
     pub idle_timeout: Duration,
+    /// The certificate and key: STARTTLS is offered on plaintext listeners, and an
+    /// [`implicit_tls`](ImapConfig::implicit_tls) listener needs it.
+    pub tls: Option<tls::Acceptor>,
+    /// The listener speaks TLS from the first byte (`--imaps`, port 993).
+    pub implicit_tls: bool,
+    /// LOGIN and AUTHENTICATE PLAIN are allowed without TLS from any address (by default
+    /// only from loopback).
+    pub allow_plaintext_login: bool,
 }
 
 impl Default for ImapConfig {
@@ -39,6 +53,9 @@ impl Default for ImapConfig {
         ImapConfig {
             max_literal: 64 * 1024 * 1024,
             idle_timeout: Duration::from_secs(31 * 60),
+            tls: None,
+            implicit_tls: false,
+            allow_plaintext_login: false,
         }
     }
 }
@@ -51,6 +68,12 @@ pub async fn serve(
     cfg: ImapConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ImapError> {
+    if cfg.implicit_tls && cfg.tls.is_none() {
+        return Err(ImapError::Tls {
+            what: "implicit TLS listener".into(),
+            why: "no certificate configured".into(),
+        });
+    }
     let mut sessions = JoinSet::new();
     let throttle = auth::Throttle::default();
     let issuer = super::modseq::Issuer::of(&replica.call(|r| r.node_id()).await?);
@@ -63,14 +86,17 @@ pub async fn serve(
                     let ctx = Ctx {
                         replica: replica.clone(),
                         changed: changed.clone(),
-                        plaintext_ok: peer.ip().is_loopback(),
+                        plaintext_ok: cfg.implicit_tls
+                            || cfg.allow_plaintext_login
+                            || peer.ip().is_loopback(),
+                        starttls: cfg.tls.is_some() && !cfg.implicit_tls,
                         peer: peer.ip(),
                         throttle: throttle.clone(),
                         issuer,
                     };
                     let cfg = cfg.clone();
                     sessions.spawn(async move {
-                        if let Err(e) = connection(sock, peer, ctx, cfg).await {
+                        if let Err(e) = start(sock, peer, ctx, cfg).await {
                             tracing::debug!(%peer, error = %e, "IMAP connection ended");
                         }
                     });
@@ -100,26 +126,44 @@ fn tag_of(bytes: &[u8]) -> Option<Tag<'static>> {
     Tag::try_from(String::from_utf8(bytes[..end].to_vec()).ok()?).ok()
 }
 
-/// One connection, from greeting to logout (or the client going away).
-async fn connection(
+/// A new connection: the TLS handshake first on an implicit-TLS listener, then the session.
+async fn start(
     sock: TcpStream,
     peer: SocketAddr,
     ctx: Ctx,
     cfg: ImapConfig,
 ) -> Result<(), ImapError> {
     sock.set_nodelay(true)?;
+    let stream = match (&cfg.tls, cfg.implicit_tls) {
+        (Some(acceptor), true) => acceptor.accept(sock).await?,
+        _ => Stream::Plain(sock),
+    };
+    connection(stream, peer, ctx, cfg).await
+}
+
+/// imap-next's options for a connection.
+fn options(cfg: &ImapConfig) -> Options {
     let mut opts = Options::default();
     opts.crlf_relaxed = true;
     opts.max_literal_size = cfg.max_literal;
     opts.max_command_size = cfg.max_literal.saturating_add(64 * 1024);
     let _ = opts.set_literal_reject_text("literal too large: over the message size limit".into());
+    opts
+}
+
+/// One connection, from greeting to logout (or the client going away).
+async fn connection(
+    mut stream: Stream,
+    peer: SocketAddr,
+    ctx: Ctx,
+    cfg: ImapConfig,
+) -> Result<(), ImapError> {
     let mut session = Session::new(ctx);
     let caps = cmd::any::capabilities(&session);
     let greeting =
         Greeting::ok(Some(Code::Capability(caps)), "dovetail IMAP ready").expect("valid greeting");
-    let mut server = Server::new(opts, greeting);
-    tracing::debug!(%peer, "IMAP connection");
-    let (mut rd, mut wr) = sock.into_split();
+    let mut server = Server::new(options(&cfg), greeting);
+    tracing::debug!(%peer, tls = stream.is_tls(), "IMAP connection");
     let mut buf = vec![0u8; 64 * 1024];
     let mut idle_tag: Option<Tag<'static>> = None;
     let mut auth_tag: Option<Tag<'static>> = None;
@@ -139,6 +183,19 @@ async fn connection(
         }
         match server.next() {
             Ok(Event::GreetingSent { .. } | Event::ResponseSent { .. }) => {}
+            Ok(Event::CommandReceived { command })
+                if matches!(command.body, CommandBody::StartTLS) =>
+            {
+                match starttls_refused(&session) {
+                    Some(r) => session.tagged(command.tag, r),
+                    None => {
+                        stream = starttls(&mut session, command.tag, stream, &cfg).await?;
+                        // Whatever the client sent after STARTTLS in plaintext is dropped
+                        // with the old server's buffer (RFC 3501 6.2.1).
+                        server = resumed(&cfg);
+                    }
+                }
+            }
             Ok(Event::CommandReceived { command }) => session.handle(command).await,
             Ok(Event::CommandAuthenticateReceived {
                 command_authenticate: c,
@@ -148,10 +205,7 @@ async fn connection(
                 } else if c.mechanism != AuthMechanism::Plain {
                     Some(Reply::no("only AUTHENTICATE PLAIN is supported").other("CANNOT"))
                 } else if !session.ctx.plaintext_ok {
-                    Some(
-                        Reply::no("plaintext authentication is disabled: connect over loopback")
-                            .other("PRIVACYREQUIRED"),
-                    )
+                    Some(cmd::login::privacy_required())
                 } else {
                     None
                 };
@@ -193,14 +247,17 @@ async fn connection(
                     session.tagged(tag, Reply::ok("IDLE terminated"));
                 }
             }
-            Err(Interrupt::Io(Io::Output(bytes))) => wr.write_all(&bytes).await?,
+            Err(Interrupt::Io(Io::Output(bytes))) => {
+                stream.write_all(&bytes).await?;
+                stream.flush().await?;
+            }
             Err(Interrupt::Io(Io::NeedMoreInput)) => {
                 if matches!(session.state, State::Logout) {
                     break;
                 }
                 let timeout = tokio::time::sleep(cfg.idle_timeout);
                 tokio::select! {
-                    n = rd.read(&mut buf) => {
+                    n = stream.read(&mut buf) => {
                         let n = n?;
                         if n == 0 {
                             break;
@@ -246,8 +303,59 @@ async fn connection(
             }
         }
     }
-    let _ = wr.shutdown().await;
+    let _ = stream.shutdown().await;
     Ok(())
+}
+
+/// Why STARTTLS is refused now, if it is.
+fn starttls_refused(session: &Session) -> Option<Reply> {
+    if !session.ctx.starttls {
+        Some(Reply::bad(
+            "STARTTLS is not available (no certificate configured, or TLS is already on)",
+        ))
+    } else if !matches!(session.state, State::NotAuthenticated) {
+        Some(Reply::bad("STARTTLS is allowed only before login"))
+    } else {
+        None
+    }
+}
+
+/// STARTTLS (RFC 3501 6.2.1): the tagged OK in plaintext, then the TLS handshake; logins
+/// are allowed from then on, and STARTTLS is no longer offered. The OK is written here, not
+/// through imap-next: the caller drops that server with whatever it buffered after the
+/// command (the STARTTLS command injection attack, CVE-2011-0411 and its kin).
+async fn starttls(
+    session: &mut Session,
+    tag: Tag<'static>,
+    mut stream: Stream,
+    cfg: &ImapConfig,
+) -> Result<Stream, ImapError> {
+    let acceptor = cfg
+        .tls
+        .as_ref()
+        .ok_or_else(|| ImapError::Io(std::io::Error::other("STARTTLS without a certificate")))?;
+    let ok = Response::Status(tagged_status(tag, Reply::ok("begin TLS negotiation now")));
+    stream
+        .write_all(&ResponseCodec::default().encode(&ok).dump())
+        .await?;
+    stream.flush().await?;
+    let stream = stream.upgrade(acceptor).await?;
+    session.ctx.starttls = false;
+    session.ctx.plaintext_ok = true;
+    Ok(stream)
+}
+
+/// A fresh imap-next server for the TLS part of a STARTTLS connection: nothing buffered,
+/// and no greeting (one is required by the constructor; it is encoded and dropped).
+fn resumed(cfg: &ImapConfig) -> Server {
+    let greeting = Greeting::ok(None, "unused").expect("valid greeting");
+    let mut server = Server::new(options(cfg), greeting);
+    loop {
+        match server.next() {
+            Ok(_) | Err(Interrupt::Io(Io::Output(_))) => {}
+            Err(_) => return server,
+        }
+    }
 }
 
 /// Finishes an AUTHENTICATE PLAIN with the client's (decoded) response.

@@ -21,9 +21,12 @@ pub struct Ctx {
     pub replica: ReplicaHandle,
     /// Told after every write, so the node announces the changed documents to its peers.
     pub changed: mpsc::UnboundedSender<()>,
-    /// LOGIN and AUTHENTICATE PLAIN are allowed (the connection is on loopback; there is no
-    /// TLS yet).
+    /// LOGIN and AUTHENTICATE PLAIN (plaintext passwords) are allowed: the connection is
+    /// TLS (`--imaps`, or after STARTTLS), on loopback, or the admin allowed plaintext
+    /// logins (`--imap-allow-plaintext-login`).
     pub plaintext_ok: bool,
+    /// STARTTLS is offered: a certificate is configured and the connection is not TLS yet.
+    pub starttls: bool,
     /// The client's address, and the failed logins per address of the whole node.
     pub peer: std::net::IpAddr,
     pub throttle: super::auth::Throttle,

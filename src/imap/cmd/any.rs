@@ -6,8 +6,9 @@ use imap_codec::imap_types::core::{IString, NString, Vec1};
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::response::{Capability, Data, Status};
 
-/// What this server supports. Without TLS, logins are offered only where plaintext is
-/// allowed (loopback); elsewhere LOGINDISABLED tells clients not to try (RFC 3501 6.2.3).
+/// What this server supports now. Logins are offered where plaintext passwords are allowed
+/// (TLS, loopback, or `--imap-allow-plaintext-login`); elsewhere LOGINDISABLED tells
+/// clients not to try (RFC 3501 6.2.3). STARTTLS is offered before TLS only.
 pub fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
     let mut c = vec![
         Capability::Imap4Rev1,
@@ -25,6 +26,9 @@ pub fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
         c.push(Capability::Auth(AuthMechanism::Plain));
     } else {
         c.push(Capability::LoginDisabled);
+    }
+    if s.ctx.starttls {
+        c.push(Capability::StartTls);
     }
     Vec1::try_from(c).expect("not empty")
 }

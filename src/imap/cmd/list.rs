@@ -1,8 +1,9 @@
 //! LIST, LSUB and NAMESPACE. One personal namespace, `/` as the hierarchy delimiter. LSUB
 //! lists the subscribed names (stored in the account document), whether or not a mailbox
-//! has the name now.
+//! has the name now. Names go out in modified UTF-7; patterns are decoded from it.
 
 use crate::imap::convert::mailbox_out;
+use crate::imap::mutf7;
 use crate::imap::session::{Reply, Session};
 use imap_codec::imap_types::core::{IString, QuotedChar};
 use imap_codec::imap_types::extensions::namespace::Namespace;
@@ -28,10 +29,17 @@ pub fn matches(pattern: &[u8], name: &[u8]) -> bool {
     }
 }
 
-fn bytes_of_mailbox(m: &Mailbox<'_>) -> Vec<u8> {
+/// The UTF-8 bytes of a reference name or pattern sent in modified UTF-7.
+fn decoded(wire: &[u8]) -> Result<Vec<u8>, Reply> {
+    mutf7::decode(wire)
+        .map(String::into_bytes)
+        .map_err(|e| Reply::bad(e.to_string()))
+}
+
+fn bytes_of_mailbox(m: &Mailbox<'_>) -> Result<Vec<u8>, Reply> {
     match m {
-        Mailbox::Inbox => b"INBOX".to_vec(),
-        Mailbox::Other(o) => o.inner().as_ref().to_vec(),
+        Mailbox::Inbox => Ok(b"INBOX".to_vec()),
+        Mailbox::Other(o) => decoded(o.inner().as_ref()),
     }
 }
 
@@ -44,11 +52,15 @@ pub async fn list(
     let Some(account) = s.account().cloned() else {
         return Reply::bad("not logged in");
     };
-    let pat: Vec<u8> = match pattern {
-        ListMailbox::Token(t) => t.as_ref().to_vec(),
-        ListMailbox::String(st) => st.as_ref().to_vec(),
+    // Names are matched in UTF-8 (as stored): the pattern and reference are decoded first.
+    let pat = match pattern {
+        ListMailbox::Token(t) => decoded(t.as_ref()),
+        ListMailbox::String(st) => decoded(st.as_ref()),
     };
-    let mut reference = bytes_of_mailbox(reference);
+    let (pat, mut reference) = match (pat, bytes_of_mailbox(reference)) {
+        (Ok(p), Ok(r)) => (p, r),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
     if reference.eq_ignore_ascii_case(b"inbox") && !pat.is_empty() {
         reference = b"INBOX".to_vec();
     }

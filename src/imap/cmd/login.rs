@@ -9,13 +9,16 @@ use crate::imap::session::{Reply, Session, State};
 use crate::model::AccountName;
 use imap_codec::imap_types::response::{Code, Response, Status};
 
+/// The refusal of a login without TLS from a non-loopback address (RFC 5530).
+pub fn privacy_required() -> Reply {
+    Reply::no("plaintext login is disabled here: use TLS (imaps, or STARTTLS first)")
+        .other("PRIVACYREQUIRED")
+}
+
 /// Checks `user`/`password` and, if they match, moves to the authenticated state.
 pub async fn login(s: &mut Session, user: &str, password: &[u8]) -> Reply {
     if !s.ctx.plaintext_ok {
-        return Reply::no(
-            "plaintext login is disabled: connect over loopback (TLS is not supported yet)",
-        )
-        .other("PRIVACYREQUIRED");
+        return privacy_required();
     }
     let account = AccountName::try_from(user).ok();
     let hash = match &account {
