@@ -141,42 +141,6 @@ fn curl_fetches_over_imaps_with_the_exact_bytes() {
     c.stop(0);
 }
 
-/// This machine's address toward the outside (not loopback): a client connecting to it is
-/// not on loopback for the server.
-fn outside_address() -> IpAddr {
-    let u = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
-    // Nothing is sent: connect only picks the route and its source address.
-    u.connect("192.0.2.1:9")
-        .expect("a route off loopback (the login policy test needs a non-loopback address)");
-    let ip = u.local_addr().expect("local address").ip();
-    assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
-    ip
-}
-
-#[test]
-fn non_loopback_clients_log_in_only_over_tls_unless_allowed() {
-    let ip = outside_address();
-    let mut c = cluster(1);
-    let (cert, key) = certificate(&c, &[ip]);
-    c.node_args = vec!["--imap".into(), format!("{ip}:0")];
-    c.node_args.extend(tls_args(&cert, &key));
-    c.start(0, &[]);
-    let a = imap_addr(&c, 0);
-    assert!(a.starts_with(&ip.to_string()), "{a}");
-    python("remote", &cert, &[&a]);
-    c.stop(0);
-    // The admin's flag: plaintext logins from anywhere (no certificate needed).
-    c.node_args = vec![
-        "--imap".into(),
-        format!("{ip}:0"),
-        "--imap-allow-plaintext-login".into(),
-    ];
-    c.start(0, &[]);
-    let a = imap_addr(&c, 0);
-    python("remote_allowed", &cert, &[&a]);
-    c.stop(0);
-}
-
 #[test]
 fn bad_tls_settings_fail_the_start_with_exit_2_and_one_line() {
     let c = cluster(1);
