@@ -58,6 +58,9 @@ pub struct Cluster {
     pub node_args: Vec<String>,
     /// Extra environment of every `dovetail node`.
     pub node_env: Vec<(String, String)>,
+    /// A network namespace (made by the test) to run the nodes in, through
+    /// `ip netns exec`; None: this one.
+    pub netns: Option<String>,
 }
 
 /// One data dir and, while it runs, its node process.
@@ -87,6 +90,7 @@ impl Cluster {
             tmp,
             nodes: Vec::new(),
             node_args: Vec::new(),
+            netns: None,
             node_env: Vec::new(),
         };
         for _ in 0..n {
@@ -148,7 +152,23 @@ impl Cluster {
             .expect("log file");
         let addrs = n.dir.join("node.addrs");
         let _ = std::fs::remove_file(&addrs);
-        let child = cmd()
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut w = Command::new("ip");
+                w.args(["netns", "exec", ns, BIN]).stdin(Stdio::null());
+                // The same environment as cmd() gives, around the wrapped binary.
+                for k in [
+                    "DOVETAIL_DATA_DIR",
+                    "DOVETAIL_MAX_MESSAGE_SIZE",
+                    "DOVETAIL_LOG",
+                ] {
+                    w.env_remove(k);
+                }
+                w
+            }
+            None => cmd(),
+        };
+        let child = c
             .args(args)
             .envs(self.node_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,dovetail=debug")

@@ -42,8 +42,17 @@ fn addr_in(c: &Cluster, i: usize, file: &str) -> String {
 
 /// Runs a scenario of tests/imap/tls_client.py; panics with its output if it fails.
 fn python(scenario: &str, cafile: &std::path::Path, addrs: &[&str]) {
+    python_in(None, scenario, cafile, addrs)
+}
+
+/// [`python`], inside network namespace `netns` when given.
+fn python_in(netns: Option<&str>, scenario: &str, cafile: &std::path::Path, addrs: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/imap/tls_client.py");
-    let out = std::process::Command::new("python3")
+    let mut c = std::process::Command::new(if netns.is_some() { "ip" } else { "python3" });
+    if let Some(ns) = netns {
+        c.args(["netns", "exec", ns, "python3"]);
+    }
+    let out = c
         .arg(script)
         .arg(scenario)
         .arg(cafile)
@@ -138,6 +147,74 @@ fn curl_fetches_over_imaps_with_the_exact_bytes() {
         Some(60),
         "curl without --cacert: {got:?}"
     );
+    c.stop(0);
+}
+
+/// A throwaway network namespace whose only interfaces besides `lo` are a veth pair, one
+/// end with 10.213.9.1/24: a client there reaching a server there is not on loopback, and nothing
+/// leaves the namespace. Deleted on drop.
+struct Netns(String);
+
+fn ip(args: &[&str]) {
+    let o = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) runs");
+    assert!(
+        o.status.success(),
+        "ip {}: {} (this test needs root and iproute2)",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
+}
+
+impl Netns {
+    fn create() -> Netns {
+        let ns = Netns(format!("dtl{}", std::process::id() % 100_000));
+        ip(&["netns", "add", &ns.0]);
+        // A veth pair with both ends inside (the kernel may lack the dummy driver).
+        ip(&[
+            "-n", &ns.0, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
+        ]);
+        ip(&["-n", &ns.0, "addr", "add", "10.213.9.1/24", "dev", "d0"]);
+        ip(&["-n", &ns.0, "link", "set", "d0", "up"]);
+        ip(&["-n", &ns.0, "link", "set", "d1", "up"]);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn non_loopback_clients_log_in_only_over_tls_unless_allowed() {
+    let ns = Netns::create();
+    let ip: IpAddr = "10.213.9.1".parse().expect("an address");
+    let mut c = cluster(1);
+    c.netns = Some(ns.0.clone());
+    let (cert, key) = certificate(&c, &[ip]);
+    c.node_args = vec!["--imap".into(), format!("{ip}:0")];
+    c.node_args.extend(tls_args(&cert, &key));
+    c.start(0, &[]);
+    let a = imap_addr(&c, 0);
+    assert!(a.starts_with("10.213.9.1:"), "{a}");
+    python_in(Some(&ns.0), "remote", &cert, &[&a]);
+    c.stop(0);
+    // The admin's flag: plaintext logins from anywhere (no certificate needed).
+    c.node_args = vec![
+        "--imap".into(),
+        format!("{ip}:0"),
+        "--imap-allow-plaintext-login".into(),
+    ];
+    c.start(0, &[]);
+    let a = imap_addr(&c, 0);
+    python_in(Some(&ns.0), "remote_allowed", &cert, &[&a]);
     c.stop(0);
 }
 
