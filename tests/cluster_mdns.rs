@@ -6,7 +6,7 @@
 
 mod cluster_support;
 
-use cluster_support::{ok, run, s, Cluster};
+use cluster_support::{ip, ok, run, s, Cluster};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,23 +14,6 @@ use std::time::{Duration, Instant};
 struct Netns {
     a: String,
     b: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let o = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
 }
 
 impl Netns {

@@ -13,13 +13,43 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_dovetail");
 
 /// A `dovetail` command that ignores the environment of the test runner.
 pub fn cmd() -> Command {
-    let mut c = Command::new(BIN);
+    cmd_in(None)
+}
+
+/// [`cmd`], run inside network namespace `netns` (through `ip netns exec`) when given.
+pub fn cmd_in(netns: Option<&str>) -> Command {
+    let mut c = match netns {
+        Some(ns) => {
+            let mut w = Command::new("ip");
+            w.args(["netns", "exec", ns, BIN]);
+            w
+        }
+        None => Command::new(BIN),
+    };
     c.env_remove("DOVETAIL_DATA_DIR")
         .env_remove("DOVETAIL_MAX_MESSAGE_SIZE")
         .env_remove("DOVETAIL_LOG")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     c
+}
+
+/// Runs `ip ARGS` (iproute2), for tests that make network namespaces.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
 }
 
 /// What a finished command printed and returned.
@@ -152,22 +182,7 @@ impl Cluster {
             .expect("log file");
         let addrs = n.dir.join("node.addrs");
         let _ = std::fs::remove_file(&addrs);
-        let mut c = match &self.netns {
-            Some(ns) => {
-                let mut w = Command::new("ip");
-                w.args(["netns", "exec", ns, BIN]).stdin(Stdio::null());
-                // The same environment as cmd() gives, around the wrapped binary.
-                for k in [
-                    "DOVETAIL_DATA_DIR",
-                    "DOVETAIL_MAX_MESSAGE_SIZE",
-                    "DOVETAIL_LOG",
-                ] {
-                    w.env_remove(k);
-                }
-                w
-            }
-            None => cmd(),
-        };
+        let mut c = cmd_in(self.netns.as_deref());
         let child = c
             .args(args)
             .envs(self.node_env.iter().map(|(k, v)| (k, v)))

@@ -155,17 +155,11 @@ fn curl_fetches_over_imaps_with_the_exact_bytes() {
 /// leaves the namespace. Deleted on drop.
 struct Netns(String);
 
+/// `ip ARGS`, failing the test (never skipping it) where namespaces cannot be made.
 fn ip(args: &[&str]) {
-    let o = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .expect("ip (iproute2) runs");
-    assert!(
-        o.status.success(),
-        "ip {}: {} (this test needs root and iproute2)",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr).trim()
-    );
+    if let Err(e) = super::cluster_support::ip(args) {
+        panic!("{e} (this test needs root and iproute2)");
+    }
 }
 
 impl Netns {
