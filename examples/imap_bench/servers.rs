@@ -2,7 +2,7 @@
 //! a `dovetail node --imap` (the release binary) and Debian's Dovecot (`dovecot -F` with a
 //! generated config: Maildir, a passwd-file login, `mail_fsync` at its default).
 
-use super::support::{bin, stat_secs};
+use super::support::{bin, cli, stat_secs};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::io::Write;
@@ -122,17 +122,17 @@ pub fn dovetail_dir(dir: &Path, tree: Option<&Path>) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
-    run(dt(dir)?.arg("init"), "")?;
-    run(dt(dir)?.args(["account", "create", USER]), "")?;
+    let d = dir.to_str().context("utf-8 path")?;
+    cli(&["--data-dir", d, "init"])?;
+    cli(&["--data-dir", d, "account", "create", USER])?;
+    // The password goes on standard input, which `cli` does not give.
     run(
         dt(dir)?.args(["user", "add", "--account", USER, "--password-stdin"]),
         &format!("{PASS}\n"),
     )?;
     if let Some(t) = tree {
-        run(
-            dt(dir)?.args(["import-maildir", "--account", USER]).arg(t),
-            "",
-        )?;
+        let t = t.to_str().context("utf-8 path")?;
+        cli(&["--data-dir", d, "import-maildir", "--account", USER, t])?;
     }
     std::fs::write(done, "")?;
     Ok(())
