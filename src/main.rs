@@ -1,18 +1,27 @@
 use clap::Parser;
 
 fn main() {
-    // Die quietly on a closed pipe (`dovetail list ... | head`), like other Unix tools,
-    // instead of panicking on the failed write.
+    let cli = dovetail::cli::Cli::parse();
+    // Commands that print die quietly on a closed pipe (`dovetail list ... | head`), like
+    // other Unix tools, instead of panicking on the failed write. A node (and the demo,
+    // which runs nodes) keeps Rust's default of ignoring SIGPIPE: a client that closes its
+    // connection while the node writes to it must end that session, not kill the node.
+    let serves = matches!(
+        cli.cmd,
+        dovetail::cli::Cmd::Node(_) | dovetail::cli::Cmd::Demo(_)
+    );
     #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any thread.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    if !serves {
+        // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any
+        // thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
-    let cli = dovetail::cli::Cli::parse();
     match dovetail::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -325,3 +325,76 @@ fn random_bytes_never_stop_the_node() {
     let panics = c.log_lines(0, "panicked");
     assert!(panics.is_empty(), "a session panicked: {panics:?}");
 }
+
+/// Closes `s` with a TCP reset (SO_LINGER 0): the node's next write to it fails with
+/// EPIPE, which must end that session only (a node that let SIGPIPE kill it did not).
+fn reset(s: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setting a socket option on a socket we own, with a correctly sized value.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER");
+    drop(s);
+}
+
+#[test]
+fn clients_that_reset_the_connection_never_stop_the_node() {
+    let mut c = cluster(1);
+    c.start(0, &[]);
+    let addr = imap_addr(&c, 0);
+    // A 4 MB message: its FETCH outgrows every socket buffer, so the node is mid-write
+    // when the reset arrives.
+    let big = c.tmp.path().join("big.eml");
+    let mut body = b"From: a@example.org\r\nSubject: big\r\n\r\n".to_vec();
+    while body.len() < 4 << 20 {
+        body.extend_from_slice(
+            b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc\r\n",
+        );
+    }
+    std::fs::write(&big, &body).unwrap();
+    super::cluster_support::ok(&[
+        "--data-dir",
+        c.dir(0),
+        "append",
+        "--account",
+        "alice",
+        "--mailbox",
+        "INBOX",
+        super::cluster_support::s(&big),
+    ]);
+    for round in 0..6 {
+        // Reset before the greeting is read, and in the middle of a large response.
+        reset(TcpStream::connect(&addr).expect("connect"));
+        let mut conn = Conn::open(&addr);
+        let login = format!("a LOGIN alice \"{PASSWORD}\"\r\nb SELECT INBOX\r\n");
+        conn.w.write_all(login.as_bytes()).unwrap();
+        conn.w.write_all(b"c FETCH 1 BODY[]\r\n").unwrap();
+        let mut first = [0u8; 64];
+        conn.r.read_exact(&mut first).expect("the node answers");
+        reset(conn.w);
+        drop(conn.r);
+        std::thread::sleep(Duration::from_millis(100));
+        let st = c.nodes[0].child.as_mut().unwrap().try_wait().unwrap();
+        assert!(st.is_none(), "round {round}: the node died: {st:?}");
+    }
+    // Still serving.
+    let mut conn = Conn::open(&addr);
+    let r = conn.exchange(
+        "f1",
+        format!("f1 LOGIN alice \"{PASSWORD}\"\r\n").as_bytes(),
+        None,
+    );
+    assert!(r.last().unwrap().starts_with("f1 OK"), "{r:?}");
+    c.stop(0);
+}

@@ -41,18 +41,24 @@ fn addr_in(c: &Cluster, i: usize, file: &str) -> String {
 }
 
 /// Runs a scenario of tests/imap/tls_client.py; panics with its output if it fails.
-fn python(scenario: &str, cafile: &std::path::Path, addrs: &[&str]) {
-    python_in(None, scenario, cafile, addrs)
+fn python(c: &Cluster, scenario: &str, cafile: &std::path::Path, addrs: &[&str]) {
+    python_in(c, None, scenario, cafile, addrs)
 }
 
 /// [`python`], inside network namespace `netns` when given.
-fn python_in(netns: Option<&str>, scenario: &str, cafile: &std::path::Path, addrs: &[&str]) {
+fn python_in(
+    c: &Cluster,
+    netns: Option<&str>,
+    scenario: &str,
+    cafile: &std::path::Path,
+    addrs: &[&str],
+) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/imap/tls_client.py");
-    let mut c = std::process::Command::new(if netns.is_some() { "ip" } else { "python3" });
+    let mut p = std::process::Command::new(if netns.is_some() { "ip" } else { "python3" });
     if let Some(ns) = netns {
-        c.args(["netns", "exec", ns, "python3"]);
+        p.args(["netns", "exec", ns, "python3"]);
     }
-    let out = c
+    let out = p
         .arg(script)
         .arg(scenario)
         .arg(cafile)
@@ -66,7 +72,8 @@ fn python_in(netns: Option<&str>, scenario: &str, cafile: &std::path::Path, addr
     );
     assert!(
         out.status.success(),
-        "tls_client.py {scenario} failed:\n{text}"
+        "tls_client.py {scenario} failed:\n{text}\n--- node 0 log:\n{}",
+        std::fs::read_to_string(&c.nodes[0].log).unwrap_or_default()
     );
     assert!(text.contains(&format!("ok {scenario}")), "{text}");
 }
@@ -81,10 +88,10 @@ fn imaps_starttls_and_plaintext_loopback_logins_with_imaplib() {
     let plain = imap_addr(&c, 0);
     let imaps = addr_in(&c, 0, "imaps.addrs");
     assert_ne!(plain, imaps);
-    python("imaps", &cert, &[&imaps]);
-    python("starttls", &cert, &[&plain]);
-    python("plain", &cert, &[&plain]);
-    python("injection", &cert, &[&plain]);
+    python(&c, "imaps", &cert, &[&imaps]);
+    python(&c, "starttls", &cert, &[&plain]);
+    python(&c, "plain", &cert, &[&plain]);
+    python(&c, "injection", &cert, &[&plain]);
     // Each of imaps, starttls and plain appended one message.
     let list = ok(&[
         "--data-dir",
@@ -96,6 +103,7 @@ fn imaps_starttls_and_plaintext_loopback_logins_with_imaplib() {
         "INBOX",
     ]);
     assert_eq!(list.lines().count(), 3, "{list}");
+    python(&c, "reset", &cert, &[&imaps]);
     c.stop(0);
 }
 
@@ -198,7 +206,7 @@ fn non_loopback_clients_log_in_only_over_tls_unless_allowed() {
     c.start(0, &[]);
     let a = imap_addr(&c, 0);
     assert!(a.starts_with("10.213.9.1:"), "{a}");
-    python_in(Some(&ns.0), "remote", &cert, &[&a]);
+    python_in(&c, Some(&ns.0), "remote", &cert, &[&a]);
     c.stop(0);
     // The admin's flag: plaintext logins from anywhere (no certificate needed).
     c.node_args = vec![
@@ -208,7 +216,7 @@ fn non_loopback_clients_log_in_only_over_tls_unless_allowed() {
     ];
     c.start(0, &[]);
     let a = imap_addr(&c, 0);
-    python_in(Some(&ns.0), "remote_allowed", &cert, &[&a]);
+    python_in(&c, Some(&ns.0), "remote_allowed", &cert, &[&a]);
     c.stop(0);
 }
 
@@ -264,7 +272,7 @@ fn modified_utf7_names_round_trip_between_imap_and_the_cli() {
     ]);
     c.start(0, &[]);
     let a = imap_addr(&c, 0);
-    python("mutf7", &cert, &[&a]);
+    python(&c, "mutf7", &cert, &[&a]);
     // What imaplib made in modified UTF-7 the CLI shows in UTF-8.
     let list = ok(&[
         "--data-dir",

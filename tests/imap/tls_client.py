@@ -5,13 +5,14 @@ Usage: tls_client.py SCENARIO CAFILE HOST:PORT [HOST:PORT ...]
 Exits non-zero (with the failing check) when a response is not exactly what it must be.
 Scenarios: imaps, starttls, plain (loopback plaintext login), injection, remote
 (non-loopback address: LOGINDISABLED then STARTTLS), remote_allowed
-(--imap-allow-plaintext-login), mutf7.
+(--imap-allow-plaintext-login), mutf7, reset (clients vanishing mid-session).
 """
 
 import imaplib
 import os
 import socket
 import ssl
+import struct
 import sys
 import time
 
@@ -252,6 +253,53 @@ def mutf7(cafile, addr):
     eq(m.logout()[0], "BYE", "logout")
 
 
+def rst_close(sock):
+    """Closes with a TCP reset (SO_LINGER 0), so the server's next write fails (EPIPE)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def reset(cafile, addr):
+    """Clients that vanish mid-session (TCP reset, no close_notify): the node ends those
+    sessions and keeps serving. A node killed by SIGPIPE on its TLS write failed this."""
+    host, port = split(addr)
+    # A 4 MB message: its FETCH outgrows the socket buffers, so the node is mid-write when
+    # the reset arrives.
+    big = b"From: a@example.org\r\nSubject: big\r\n\r\n" + b"0123456789abcdef" * 62 * 4096 + b"\r\n"
+    big = big.replace(b"f0", b"\r\n")
+    m = imaplib.IMAP4_SSL(host, port, ssl_context=context(cafile))
+    ok(m.login(USER, PASSWORD), "login")
+    typ, data = m.append("INBOX", None, None, big)
+    eq(typ, "OK", "append the big message")
+    uid = code(m, "APPENDUID").split()[1]
+    uid = uid.decode() if isinstance(uid, bytes) else uid
+    eq(m.logout()[0], "BYE", "logout")
+    for round in range(6):
+        m = imaplib.IMAP4_SSL(host, port, ssl_context=context(cafile))
+        ok(m.login(USER, PASSWORD), "login before reset %d" % round)
+        m.select("INBOX")
+        if round % 2:
+            # Mid-response.
+            m.send(("r UID FETCH %s (BODY.PEEK[])\r\n" % uid).encode())
+        else:
+            # Between the BYE and the node's TLS close_notify.
+            m.send(b"r LOGOUT\r\n")
+        m.sock.recv(1024)
+        rst_close(m.sock)
+        time.sleep(0.1)
+    # imaplib closes as soon as it has read LOGOUT's OK: the node's close_notify then
+    # meets a closed socket (about one time in two, it was what killed the node).
+    for round in range(10):
+        m = imaplib.IMAP4_SSL(host, port, ssl_context=context(cafile))
+        ok(m.login(USER, PASSWORD), "login before logout %d" % round)
+        eq(m.logout()[0], "BYE", "logout %d" % round)
+        time.sleep(0.05)
+    m = imaplib.IMAP4_SSL(host, port, ssl_context=context(cafile))
+    ok(m.login(USER, PASSWORD), "login after resets")
+    eq(m.select("INBOX")[0], "OK", "select after resets")
+    eq(m.logout()[0], "BYE", "logout")
+
+
 def main():
     scenario, cafile, addrs = sys.argv[1], sys.argv[2], sys.argv[3:]
     fns = {
@@ -262,6 +310,7 @@ def main():
         "remote": remote,
         "remote_allowed": remote_allowed,
         "mutf7": mutf7,
+        "reset": reset,
     }
     fns[scenario](cafile, *addrs)
     print("ok " + scenario)
