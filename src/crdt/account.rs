@@ -4,24 +4,35 @@
 //! |-------------------------|--------|--------------------------------------------------|
 //! | `mb/<id>/cname`         | string | name at creation                                 |
 //! | `mb/<id>/uv`            | number | UIDVALIDITY at creation                          |
-//! | `mb/<id>/bump/<uv>`     | true   | a greater UIDVALIDITY taken at a rename          |
+//! | `mb/<id>/bump/<uv>`     | true   | (older documents) a value taken at a rename      |
 //! | `mb/<id>/name`          | string | current name (a register)                        |
 //! | `mb/<id>/alive`         | true   | set by create, *deleted* by delete (add-wins)    |
 //! | `mb/<id>/del`           | true   | deleted (meaningful only while `alive` is unset) |
-//! | `nm/<name>/<uv>`        | true   | `name` has shown this UIDVALIDITY                |
+//! | `nm/<name>/<uv>`        | id     | mailbox `id` took this UIDVALIDITY for `name`    |
 //! | `user/<login>`          | string | the login's password hash (argon2 PHC string)    |
 //! | `sub/<name>`            | true   | IMAP subscription (add-wins, like `alive`)       |
 //!
 //! **The name rule** (invariant 4 is about names: IMAP clients cache UIDVALIDITY by name).
-//! A mailbox's UIDVALIDITY is the greatest of its `uv` and `bump` values, so it only grows.
-//! For a name N, let S(N) be every value in `nm/N/*` and the UIDVALIDITY of every entry
-//! whose name register is N, deleted or not. S(N) only grows: history keys are never
-//! removed, entries never disappear, UIDVALIDITYs only grow, and a rename away from N writes
-//! the mailbox's value into `nm/N`. N is shown for the live entry whose UIDVALIDITY is the
-//! greatest of S(N), and for no other: so what N shows is always max S(N), which never goes
-//! down, and a lower-valued mailbox can never take N back. A live entry that loses its name
-//! to a greater one is listed as `N~<id>`; a deleted mailbox that comes back to hold a
-//! concurrently appended message is listed as `N (restored <id>)`, never under N.
+//! Every create and every rename writes a *pair* (name N, value v, mailbox id) in the same
+//! change as the name register it sets: `nm/N/v = id` (a create's pair is also its
+//! `cname`/`uv`). Pairs are never removed, so for a name N the set S(N) of the values of
+//! N's pairs only grows. N is shown for the live mailbox whose name register is N and which
+//! owns the pair of max S(N), with that value, and for no other: so what N shows is always
+//! max S(N), which never goes down, and a lower-valued mailbox can never take N back. A
+//! mailbox's own value (for the names made up below) is the greatest of its pairs, so it
+//! only grows too.
+//!
+//! Why pairs, and not "the register's name with the mailbox's greatest value": two
+//! concurrent changes can leave a mailbox with the name of one (a create of N) and the
+//! value of the other (a rename to M that took a greater value); a later change that
+//! supersedes the create without having seen that value made the combination vanish, and N
+//! went back to a lower value. A pair is written by one change, so it cannot be a
+//! combination.
+//!
+//! A live mailbox named N that does not own max S(N) is listed as `N~<id>`; a deleted
+//! mailbox that comes back to hold a concurrently appended message is listed as
+//! `N (restored <id>)`, never under N. Both names are unique per mailbox and show its own
+//! value.
 //!
 //! **UIDVALIDITY values.** A create of N takes a value above max S(N) as the creator knows
 //! it (so delete + create gives a greater value, RFC 3501 2.3.1.1), chosen by hashing
@@ -29,8 +40,12 @@
 //! values are unique within an account (concurrent creates of two names can still draw the
 //! same value, with probability ~2^-28 for a first generation). The mailbox id is derived
 //! from (account, N, UIDVALIDITY): two nodes that create N concurrently from the same state
-//! derive the same id and write the same keys: one mailbox. A rename onto a name whose S
-//! holds a value at least the mailbox's takes a greater value the same way (a `bump`).
+//! derive the same id and write the same keys: one mailbox. A rename onto N keeps the
+//! mailbox's own value when that is above max S(N), and else takes a greater one the same
+//! way (hashed with the mailbox id, so it cannot meet a concurrent create's value).
+//!
+//! Older documents wrote `nm/<name>/<uv> = true` (at create, rename to and from, delete)
+//! and `bump` keys: such a pair belongs to the mailbox whose `uv` or bump has that value.
 //!
 //! A create concurrent with a delete of the same mailbox keeps it: the delete removes only
 //! the `alive` value it observed (automerge map semantics), so a concurrent `alive` survives.
@@ -108,8 +123,27 @@ fn pick_uidvalidity(
 /// What the document says, parsed once.
 struct Tree {
     entries: Vec<MailboxEntry>,
-    /// S(N) of every name (history and entries).
-    shown: BTreeMap<String, BTreeSet<u32>>,
+    /// The pairs of every name: S(N) and, per value, the mailbox that took it (`None` for
+    /// an older key whose owner is not known).
+    pairs: BTreeMap<String, BTreeMap<u32, Option<MailboxId>>>,
+}
+
+impl Tree {
+    /// max S(N), or 0.
+    fn top(&self, name: &str) -> u32 {
+        self.pairs
+            .get(name)
+            .and_then(|s| s.keys().next_back().copied())
+            .unwrap_or(0)
+    }
+
+    /// Every UIDVALIDITY value the account knows (to keep new ones unique).
+    fn taken(&self) -> BTreeSet<u32> {
+        let pairs = self.pairs.values().flat_map(|s| s.keys().copied());
+        pairs
+            .chain(self.entries.iter().map(|e| e.uidvalidity.get()))
+            .collect()
+    }
 }
 
 /// The account document.
@@ -147,27 +181,29 @@ impl Account {
             del: bool,
         }
         let mut fields: BTreeMap<String, Fields> = BTreeMap::new();
-        let mut shown: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        // (name, value, owner as written: an id, or None for an older `true`).
+        let mut named: Vec<(String, u32, Option<MailboxId>)> = Vec::new();
         let num = |v: &ScalarValue| match v {
             ScalarValue::Uint(n) => Some(*n),
             ScalarValue::Int(n) => u64::try_from(*n).ok(),
             _ => None,
         };
         for key in self.doc.keys(ROOT) {
+            let Ok(Some((Value::Scalar(v), _))) = self.doc.get(ROOT, key.as_str()) else {
+                continue;
+            };
             if let Some(rest) = key.strip_prefix("nm/") {
                 // The name may contain '/': the value is after the last one.
-                if let Some((name, v)) = rest.rsplit_once('/') {
-                    if let Some(v) = v.parse::<u32>().ok().filter(|v| *v > 0) {
-                        shown.entry(name.to_string()).or_default().insert(v);
+                if let Some((name, n)) = rest.rsplit_once('/') {
+                    if let Some(n) = n.parse::<u32>().ok().filter(|n| *n > 0) {
+                        let owner = v.as_str().and_then(|id| MailboxId::try_from(id).ok());
+                        named.push((name.to_string(), n, owner));
                     }
                 }
                 continue;
             }
             let mut p = key.splitn(3, '/');
             let (Some("mb"), Some(id), Some(field)) = (p.next(), p.next(), p.next()) else {
-                continue;
-            };
-            let Ok(Some((Value::Scalar(v), _))) = self.doc.get(ROOT, key.as_str()) else {
                 continue;
             };
             let f = fields.entry(id.to_string()).or_default();
@@ -184,26 +220,62 @@ impl Account {
                 }
             }
         }
-        let entries: Vec<MailboxEntry> = fields
+        let mut pairs: BTreeMap<String, BTreeMap<u32, Option<MailboxId>>> = BTreeMap::new();
+        // Older keys: the owner of a value is the mailbox whose uv or bump it is.
+        let mut owner_of: BTreeMap<u32, MailboxId> = BTreeMap::new();
+        let mut entries = Vec::new();
+        let mut own: BTreeMap<MailboxId, u32> = BTreeMap::new();
+        for (id, f) in fields {
+            let Ok(id) = MailboxId::try_from(id.as_str()) else {
+                continue;
+            };
+            let values: Vec<u32> = f
+                .bumps
+                .iter()
+                .copied()
+                .chain(f.uv)
+                .filter_map(|v| u32::try_from(v).ok().filter(|v| *v > 0))
+                .collect();
+            for v in &values {
+                owner_of.insert(*v, id);
+            }
+            if let (Some(cname), Some(uv)) = (&f.cname, f.uv.and_then(|v| u32::try_from(v).ok())) {
+                if uv > 0 {
+                    pairs.entry(cname.clone()).or_default().insert(uv, Some(id));
+                }
+            }
+            if let Some(m) = values.iter().max() {
+                own.insert(id, *m);
+            }
+            let (Some(name), Some(creation_name)) = (f.name, f.cname) else {
+                continue;
+            };
+            entries.push((id, name, creation_name, f.del && !f.alive));
+        }
+        for (name, v, owner) in named {
+            let owner = owner.or_else(|| owner_of.get(&v).copied());
+            if let Some(o) = owner {
+                let m = own.entry(o).or_insert(v);
+                *m = (*m).max(v);
+            }
+            let slot = pairs.entry(name).or_default().entry(v).or_insert(owner);
+            if slot.is_none() {
+                *slot = owner;
+            }
+        }
+        let entries = entries
             .into_iter()
-            .filter_map(|(id, f)| {
-                let uv = f.bumps.iter().copied().chain(f.uv).max()?;
+            .filter_map(|(id, name, creation_name, deleted)| {
                 Some(MailboxEntry {
-                    id: MailboxId::try_from(id.as_str()).ok()?,
-                    name: f.name?,
-                    creation_name: f.cname?,
-                    uidvalidity: UidValidity::new(u32::try_from(uv).ok()?)?,
-                    deleted: f.del && !f.alive,
+                    uidvalidity: UidValidity::new(*own.get(&id)?)?,
+                    id,
+                    name,
+                    creation_name,
+                    deleted,
                 })
             })
             .collect();
-        for e in &entries {
-            shown
-                .entry(e.name.clone())
-                .or_default()
-                .insert(e.uidvalidity.get());
-        }
-        Tree { entries, shown }
+        Tree { entries, pairs }
     }
 
     /// Every mailbox entry, deleted ones included, in id order.
@@ -217,19 +289,23 @@ impl Account {
     pub fn listed(&self, has_messages: impl Fn(&MailboxId) -> bool) -> Vec<Listed> {
         let tree = self.tree();
         let mut out: Vec<Listed> = Vec::new();
-        for e in tree.entries {
+        for mut e in tree.entries.iter().cloned() {
             if e.deleted && !has_messages(&e.id) {
                 continue;
             }
-            let top = tree
-                .shown
+            let top = tree.top(&e.name);
+            let owns_top = tree
+                .pairs
                 .get(&e.name)
-                .and_then(|s| s.last().copied())
-                .unwrap_or(0);
+                .and_then(|s| s.get(&top))
+                .is_some_and(|o| *o == Some(e.id));
             let short = &e.id.to_hex()[..8];
             let name = if e.deleted {
                 format!("{} (restored {short})", e.name)
-            } else if e.uidvalidity.get() >= top {
+            } else if owns_top {
+                // Shown under N with N's value (which may be below the mailbox's own
+                // greatest value, taken for another name by a concurrent rename).
+                e.uidvalidity = UidValidity::new(top).expect("pairs are above 0");
                 e.name.clone()
             } else {
                 format!("{}~{short}", e.name)
@@ -259,11 +335,6 @@ impl Account {
         out
     }
 
-    /// Every UIDVALIDITY value the account knows (to keep new ones unique).
-    fn taken(tree: &Tree) -> BTreeSet<u32> {
-        tree.shown.values().flatten().copied().collect()
-    }
-
     /// Creates `name`. The caller has checked that no listed mailbox has that name.
     pub fn create(
         &mut self,
@@ -271,12 +342,8 @@ impl Account {
         name: &MailboxName,
     ) -> Result<MailboxEntry, CrdtError> {
         let tree = self.tree();
-        let floor = tree
-            .shown
-            .get(name.as_str())
-            .and_then(|s| s.last().copied())
-            .unwrap_or(0);
-        let uv = pick_uidvalidity(account, name.as_str(), floor, &Self::taken(&tree), None)?;
+        let floor = tree.top(name.as_str());
+        let uv = pick_uidvalidity(account, name.as_str(), floor, &tree.taken(), None)?;
         let id = MailboxId::derive(account.as_str(), name.as_str(), uv.get());
         let k = |f: &str| format!("mb/{id}/{f}");
         self.doc.put(ROOT, k("cname"), name.as_str())?;
@@ -284,7 +351,7 @@ impl Account {
         self.doc.put(ROOT, k("name"), name.as_str())?;
         self.doc.put(ROOT, k("alive"), true)?;
         self.doc
-            .put(ROOT, format!("nm/{name}/{}", uv.get()), true)?;
+            .put(ROOT, format!("nm/{name}/{}", uv.get()), id.to_hex())?;
         self.commit("create");
         Ok(MailboxEntry {
             id,
@@ -313,22 +380,15 @@ impl Account {
                 key: id.to_hex(),
                 why: "no such mailbox".into(),
             })?;
+        let floor = tree.top(to.as_str());
         let mut uv = e.uidvalidity;
-        // The old name keeps this value in its history: no lower one takes it later.
-        self.doc
-            .put(ROOT, format!("nm/{}/{}", e.name, uv.get()), true)?;
-        let floor = tree
-            .shown
-            .get(to.as_str())
-            .and_then(|s| s.last().copied())
-            .unwrap_or(0);
-        // Equal is this mailbox's own value (values are unique): no bump needed.
+        // Equal is this mailbox's own value (values are unique): keep it.
         if floor > uv.get() {
-            uv = pick_uidvalidity(account, to.as_str(), floor, &Self::taken(&tree), Some(id))?;
-            self.doc
-                .put(ROOT, format!("mb/{id}/bump/{}", uv.get()), true)?;
+            uv = pick_uidvalidity(account, to.as_str(), floor, &tree.taken(), Some(id))?;
         }
-        self.doc.put(ROOT, format!("nm/{to}/{}", uv.get()), true)?;
+        // The pair and the register in one change: see the module docs.
+        self.doc
+            .put(ROOT, format!("nm/{to}/{}", uv.get()), id.to_hex())?;
         self.doc.put(ROOT, format!("mb/{id}/name"), to.as_str())?;
         if e.deleted {
             self.doc.put(ROOT, format!("mb/{id}/alive"), true)?;
@@ -343,10 +403,6 @@ impl Account {
         let alive = format!("mb/{id}/alive");
         if self.doc.get(ROOT, alive.as_str())?.is_some() {
             self.doc.delete(ROOT, alive.as_str())?;
-        }
-        if let Some(e) = self.tree().entries.into_iter().find(|e| &e.id == id) {
-            self.doc
-                .put(ROOT, format!("nm/{}/{}", e.name, e.uidvalidity.get()), true)?;
         }
         self.doc.put(ROOT, format!("mb/{id}/del"), true)?;
         self.commit("delete");
