@@ -240,6 +240,18 @@ def mutf7(cafile, addr):
     typ, data = m.select("&AMQ-pfel")
     eq((typ, data), ("OK", [b"1"]), "SELECT &AMQ-pfel")
     ok(m.copy("1", "Entw&APw-rfe"), "COPY to Entw&APw-rfe")
+    # A target that is not a name: NO, and no TRYCREATE (a CREATE would fail the same way);
+    # a valid name that does not exist: NO [TRYCREATE] (RFC 3501 6.3.11, 6.4.7).
+    msg = b"Subject: x\r\n\r\nhi\r\n"
+    lit = b" {%d+}\r\n" % len(msg) + msg
+    for cmd in (b"APPEND &AMQ" + lit, b"COPY 1 &AMQ", b"UID COPY 1:* &AMQ"):
+        typ, data = raw(m, cmd)
+        eq(typ, "NO", "%r" % cmd)
+        check(b"TRYCREATE" not in data[0] and b"modified UTF-7" in data[0], "%r: %r" % (cmd, data))
+    for cmd in (b"APPEND Nowhere" + lit, b"COPY 1 Nowhere"):
+        typ, data = raw(m, cmd)
+        eq(typ, "NO", "%r" % cmd)
+        check(data[0].startswith(b"[TRYCREATE]"), "%r: %r" % (cmd, data))
     ok(m.subscribe("&AMQ-pfel"), "SUBSCRIBE")
     typ, data = m.lsub('""', "*")
     eq(typ, "OK", "LSUB")

@@ -25,7 +25,9 @@ pub async fn append(
     };
     let name = match mailbox_in(m) {
         Ok(n) => n,
-        Err(e) => return Reply::no(e.to_string()).code(Code::TryCreate),
+        // Not a name at all (bad modified UTF-7, say): NO without TRYCREATE, since a
+        // CREATE of it would fail the same way.
+        Err(e) => return Reply::no(e.to_string()),
     };
     let flags = match flags_in(flags) {
         Ok(f) => f,

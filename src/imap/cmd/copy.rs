@@ -31,7 +31,9 @@ pub async fn copy(
     };
     let dest = match mailbox_in(to) {
         Ok(n) => n,
-        Err(e) => return Reply::no(e.to_string()).code(Code::TryCreate),
+        // Not a name at all (bad modified UTF-7, say): NO without TRYCREATE, since a
+        // CREATE of it would fail the same way.
+        Err(e) => return Reply::no(e.to_string()),
     };
     let Some(uset) = model_set(&uids) else {
         return Reply::ok(format!("{what} completed (no messages)"));
