@@ -165,6 +165,9 @@ async fn connection(
     let mut server = Server::new(options(&cfg), greeting);
     tracing::debug!(%peer, tls = stream.is_tls(), "IMAP connection");
     let mut buf = vec![0u8; 64 * 1024];
+    // Responses are gathered and written when the server needs input (or the buffer is
+    // big): a FETCH of 100k messages is ~100 writes, not 100k.
+    let mut pending: Vec<u8> = Vec::new();
     let mut idle_tag: Option<Tag<'static>> = None;
     let mut auth_tag: Option<Tag<'static>> = None;
     loop {
@@ -189,6 +192,7 @@ async fn connection(
                 match starttls_refused(&session) {
                     Some(r) => session.tagged(command.tag, r),
                     None => {
+                        send(&mut stream, &mut pending).await?;
                         stream = starttls(&mut session, command.tag, stream, &cfg).await?;
                         // Whatever the client sent after STARTTLS in plaintext is dropped
                         // with the old server's buffer (RFC 3501 6.2.1).
@@ -248,10 +252,13 @@ async fn connection(
                 }
             }
             Err(Interrupt::Io(Io::Output(bytes))) => {
-                stream.write_all(&bytes).await?;
-                stream.flush().await?;
+                pending.extend_from_slice(&bytes);
+                if pending.len() >= OUTPUT_CHUNK {
+                    send(&mut stream, &mut pending).await?;
+                }
             }
             Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                send(&mut stream, &mut pending).await?;
                 if matches!(session.state, State::Logout) {
                     break;
                 }
@@ -304,6 +311,19 @@ async fn connection(
         }
     }
     let _ = stream.shutdown().await;
+    Ok(())
+}
+
+/// How many response bytes are gathered before they are written.
+const OUTPUT_CHUNK: usize = 256 * 1024;
+
+/// Writes and flushes the gathered response bytes.
+async fn send(stream: &mut Stream, pending: &mut Vec<u8>) -> Result<(), ImapError> {
+    if !pending.is_empty() {
+        stream.write_all(pending).await?;
+        stream.flush().await?;
+        pending.clear();
+    }
     Ok(())
 }
 
