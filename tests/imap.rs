@@ -13,6 +13,8 @@ mod common;
 mod flow;
 #[path = "imap/mbsync.rs"]
 mod mbsync;
+#[path = "imap/qresync.rs"]
+mod qresync;
 #[path = "imap/raw.rs"]
 mod raw;
 #[path = "imap/tls.rs"]

@@ -168,6 +168,18 @@ pub enum ViewEvent {
     Flags { uid: Uid, guid: Guid },
 }
 
+/// What the change index says happened at a UID at a MODSEQ (QRESYNC, and sessions that
+/// read only what changed since the MODSEQ they last told).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The visible row at the UID has this MODSEQ (a row has one entry: its current one).
+    Row,
+    /// The UID stopped being visible at this MODSEQ (expunge, a clash making it dead, or a
+    /// renumbering moving the message away). Final: a UID that vanished never shows again
+    /// (invariant 2), so these entries are the node's expunge history.
+    Vanished,
+}
+
 /// The tables the engine reads and writes. Reads must see earlier writes of the same batch.
 pub trait ViewTables {
     type Error;
@@ -176,6 +188,8 @@ pub trait ViewTables {
     fn claims_at(&mut self, uid: Uid) -> Result<Vec<(Guid, OpId)>, Self::Error>;
     fn put_claims_at(&mut self, uid: Uid, claims: &[(Guid, OpId)]);
     fn put_row(&mut self, uid: Uid, row: Option<&ViewRow>);
+    /// Sets (`Some`) or removes (`None`) the change-index entry of (MODSEQ, UID).
+    fn put_change(&mut self, modseq: ModSeq, uid: Uid, change: Option<Change>);
 }
 
 /// The hash of one visible row, for the digest.
@@ -348,6 +362,7 @@ fn refresh<T: ViewTables>(
             meta.unseen -= 1;
         }
         t.put_row(old.uid, None);
+        t.put_change(old.modseq, old.uid, None);
         if new_uid != Some(old.uid) {
             events.push(ViewEvent::Hidden {
                 uid: old.uid,
@@ -356,6 +371,11 @@ fn refresh<T: ViewTables>(
             if new_uid.is_none() {
                 meta.highest_modseq += 1;
             }
+            // A move (renumbering) vanishes the old UID at the MODSEQ the new row takes
+            // below: one value for both halves of the move.
+            let at = meta.highest_modseq + u64::from(new_uid.is_some());
+            let at = ModSeq::new(at).expect("above zero");
+            t.put_change(at, old.uid, Some(Change::Vanished));
         }
     }
     if let Some(uid) = new_uid {
@@ -377,6 +397,7 @@ fn refresh<T: ViewTables>(
             modseq,
         };
         t.put_row(uid, Some(&row));
+        t.put_change(modseq, uid, Some(Change::Row));
         events.push(if old_uid == Some(uid) {
             ViewEvent::Flags { uid, guid: *guid }
         } else {

@@ -1,6 +1,6 @@
 //! The IMAP front end (RFC 3501 with STARTTLS, UIDPLUS, IDLE, MOVE, UNSELECT, ENABLE,
-//! NAMESPACE, LITERAL+ and ID; implicit TLS): every node serves mail clients and takes their
-//! writes.
+//! NAMESPACE, LITERAL+, ID, CONDSTORE and QRESYNC; implicit TLS): every node serves mail
+//! clients and takes their writes.
 //!
 //! - [`server`]: the accept loop (a listener and a shutdown future in, one task per
 //!   connection) and the per-connection driver that pumps bytes through imap-next's sans-IO
@@ -17,6 +17,7 @@
 //! - [`auth`]: argon2 password hashes, SASL PLAIN, the delay after a failure.
 //! - [`modseq`]: MODSEQ values on the wire, naming the node that issued them.
 //! - [`mutf7`]: modified UTF-7 mailbox names (RFC 3501 5.1.3) to and from UTF-8.
+//! - [`uidset`]: UID sets as ranges, for VANISHED.
 //!
 //! Every write goes through the replica actor, which flushes before it returns: a tagged OK
 //! is sent only once the write is durable.
@@ -31,6 +32,7 @@ pub mod selected;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod uidset;
 
 pub use server::{serve, ImapConfig};
 

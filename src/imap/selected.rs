@@ -3,7 +3,12 @@
 //! per message, so that changes made elsewhere (other sessions, other nodes) are told
 //! exactly once and only when IMAP allows: new messages as EXISTS and flag changes as
 //! FETCH at any time, expunges as EXPUNGE only outside FETCH, STORE and SEARCH (until then
-//! an expunged message keeps its sequence number, RFC 3501 7.4.1).
+//! an expunged message keeps its sequence number, RFC 3501 7.4.1). Under QRESYNC expunges
+//! are told as one `VANISHED uid-set` instead.
+//!
+//! A session reads only what changed since the MODSEQ it last read up to (`seen`): the
+//! mailbox's change index gives the changed rows and the vanished UIDs, so a change costs
+//! the session the change, not a reread of the mailbox.
 
 use super::modseq::Issuer;
 use crate::crdt::view::ViewRow;
@@ -48,6 +53,19 @@ pub struct Selected {
     modseqs: Vec<u64>,
     /// A view event about this mailbox arrived since the last sync.
     pub dirty: bool,
+    /// This node's MODSEQ counter up to which the session has read the changes.
+    pub seen: u64,
+    /// Known UIDs that vanished and are not told yet (expunges wait outside FETCH, STORE
+    /// and SEARCH), ascending.
+    gone: Vec<Uid>,
+}
+
+/// What changed in the selected mailbox since the session last read: rows with a greater
+/// MODSEQ (ascending by UID) and the UIDs that vanished.
+#[derive(Debug, Default)]
+pub struct Delta {
+    pub rows: Vec<Current>,
+    pub vanished: Vec<Uid>,
 }
 
 /// A sequence set that names messages the mailbox does not have.
@@ -55,13 +73,15 @@ pub struct Selected {
 pub struct BadSequence;
 
 impl Selected {
-    /// A selection showing `rows` (ascending by UID).
+    /// A selection showing `rows` (ascending by UID), read when the mailbox's MODSEQ
+    /// counter was `seen`.
     pub fn new(
         name: MailboxName,
         id: MailboxId,
         uidvalidity: u32,
         read_only: bool,
         rows: &[Current],
+        seen: u64,
     ) -> Selected {
         Selected {
             name,
@@ -71,6 +91,23 @@ impl Selected {
             uids: rows.iter().map(|r| r.uid).collect(),
             modseqs: rows.iter().map(|r| r.modseq).collect(),
             dirty: false,
+            seen,
+            gone: Vec::new(),
+        }
+    }
+
+    /// The delta from a full read of the mailbox (`current`, ascending by UID): every row,
+    /// and every known UID not in it. The fallback when the change index cannot say.
+    pub fn delta_of(&self, current: Vec<Current>) -> Delta {
+        let vanished = self
+            .uids
+            .iter()
+            .copied()
+            .filter(|u| current.binary_search_by_key(u, |c| c.uid).is_err())
+            .collect();
+        Delta {
+            rows: current,
+            vanished,
         }
     }
 
@@ -168,9 +205,26 @@ impl Selected {
         }
     }
 
-    /// Tells the expunge of UIDs the client knows (this session expunged them): EXPUNGE
-    /// responses, each sequence number as it is when the response is read.
-    pub fn expunged(&mut self, gone: &[Uid]) -> Vec<Data<'static>> {
+    /// Tells the expunge of UIDs the client knows (ascending): EXPUNGE responses, each
+    /// sequence number as it is when the response is read, or under QRESYNC (`vanished`)
+    /// one `VANISHED` of the UIDs.
+    pub fn expunged(&mut self, gone: &[Uid], vanished: bool) -> Vec<Data<'static>> {
+        self.gone.retain(|u| gone.binary_search(u).is_err());
+        if vanished {
+            let told: Vec<Uid> = gone
+                .iter()
+                .copied()
+                .filter(|u| self.uids.binary_search(u).is_ok())
+                .collect();
+            self.drop_uids(&told);
+            return super::uidset::to_set(&super::uidset::of_uids(&told))
+                .map(|known_uids| Data::Vanished {
+                    earlier: false,
+                    known_uids,
+                })
+                .into_iter()
+                .collect();
+        }
         let mut out = Vec::new();
         let mut keep_u = Vec::with_capacity(self.uids.len());
         let mut keep_m = Vec::with_capacity(self.uids.len());
@@ -189,30 +243,49 @@ impl Selected {
         out
     }
 
-    /// Brings the client up to date with `current` (the mailbox's visible messages,
-    /// ascending by UID): EXPUNGE for messages gone (only if `expunge_allowed`), FETCH
-    /// (FLAGS) for messages whose MODSEQ grew, EXISTS for new messages.
+    fn drop_uids(&mut self, gone: &[Uid]) {
+        let mut keep_u = Vec::with_capacity(self.uids.len());
+        let mut keep_m = Vec::with_capacity(self.uids.len());
+        for (u, m) in self.uids.iter().zip(&self.modseqs) {
+            if gone.binary_search(u).is_err() {
+                keep_u.push(*u);
+                keep_m.push(*m);
+            }
+        }
+        self.uids = keep_u;
+        self.modseqs = keep_m;
+    }
+
+    /// Whether known UIDs vanished and wait to be told.
+    pub fn expunges_waiting(&self) -> bool {
+        !self.gone.is_empty()
+    }
+
+    /// Brings the client up to date with what changed: EXPUNGE (or VANISHED under
+    /// QRESYNC, `vanished`) for known messages gone, only if `expunge_allowed` (otherwise
+    /// they wait), FETCH (FLAGS) for messages whose MODSEQ grew, EXISTS for new messages.
     pub fn sync(
         &mut self,
-        current: &[Current],
+        delta: &Delta,
         expunge_allowed: bool,
         modseq: Option<Issuer>,
+        vanished: bool,
     ) -> Vec<Data<'static>> {
         let mut out = Vec::new();
-        if expunge_allowed {
-            let gone: Vec<Uid> = self
-                .uids
-                .iter()
-                .copied()
-                .filter(|u| current.binary_search_by_key(u, |c| c.uid).is_err())
-                .collect();
-            if !gone.is_empty() {
-                out.extend(self.expunged(&gone));
+        for u in &delta.vanished {
+            if self.uids.binary_search(u).is_ok() {
+                if let Err(i) = self.gone.binary_search(u) {
+                    self.gone.insert(i, *u);
+                }
             }
+        }
+        if expunge_allowed && !self.gone.is_empty() {
+            let gone = std::mem::take(&mut self.gone);
+            out.extend(self.expunged(&gone, vanished));
         }
         let last = self.uids.last().copied();
         let before = self.uids.len();
-        for c in current {
+        for c in &delta.rows {
             match self.uids.binary_search(&c.uid) {
                 Ok(i) => {
                     if c.modseq > self.modseqs[i] {
@@ -275,7 +348,11 @@ mod tests {
     }
 
     fn sel(rows: &[Current]) -> Selected {
-        Selected::new(MailboxName::inbox(), MailboxId([0; 16]), 1, false, rows)
+        Selected::new(MailboxName::inbox(), MailboxId([0; 16]), 1, false, rows, 0)
+    }
+
+    fn full(s: &Selected, rows: &[Current]) -> Delta {
+        s.delta_of(rows.to_vec())
     }
 
     #[test]
@@ -283,11 +360,11 @@ mod tests {
         let mut s = sel(&[cur(1, 1), cur(2, 1), cur(3, 1), cur(5, 1)]);
         // 2 and 3 expunged elsewhere, 7 appended, 5 re-flagged.
         let now = [cur(1, 1), cur(5, 4), cur(7, 5)];
-        let during_fetch = s.sync(&now, false, None);
+        let during_fetch = s.sync(&full(&s, &now), false, None, false);
         assert_eq!(during_fetch.len(), 2, "{during_fetch:?}");
         assert!(matches!(during_fetch[1], Data::Exists(5)));
         assert_eq!(s.exists(), 5);
-        let later = s.sync(&now, true, None);
+        let later = s.sync(&full(&s, &now), true, None, false);
         let seqs: Vec<u32> = later
             .iter()
             .filter_map(|d| match d {
@@ -298,7 +375,39 @@ mod tests {
         assert_eq!(seqs, vec![2, 2]);
         assert_eq!(s.exists(), 3);
         assert_eq!(s.seq_of(Uid::new(7).unwrap()).map(|n| n.get()), Some(3));
-        assert!(s.sync(&now, true, None).is_empty(), "told once");
+        assert!(
+            s.sync(&full(&s, &now), true, None, false).is_empty(),
+            "told once"
+        );
+    }
+
+    #[test]
+    fn under_qresync_expunges_are_one_vanished() {
+        let mut s = sel(&[cur(1, 1), cur(2, 1), cur(3, 1), cur(5, 1)]);
+        let delta = Delta {
+            rows: vec![cur(8, 6)],
+            vanished: vec![
+                Uid::new(2).unwrap(),
+                Uid::new(3).unwrap(),
+                Uid::new(4).unwrap(),
+            ],
+        };
+        let waiting = s.sync(&delta, false, None, true);
+        assert!(matches!(waiting[..], [Data::Exists(5)]), "{waiting:?}");
+        assert!(s.expunges_waiting());
+        let told = s.sync(&Delta::default(), true, None, true);
+        match &told[..] {
+            [Data::Vanished {
+                earlier: false,
+                known_uids,
+            }] => assert_eq!(
+                super::super::uidset::of_set(known_uids, u32::MAX),
+                vec![(2, 3)]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.exists(), 3);
+        assert!(!s.expunges_waiting());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::cmd;
 use super::convert::text;
-use super::selected::{Current, Selected};
+use super::selected::{Current, Delta, Selected};
 use crate::model::{AccountName, MailboxId};
 use crate::node::{MailboxEvent, NodeError, Replica, ReplicaHandle};
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -117,6 +117,8 @@ pub struct Session {
     pub failures: u32,
     /// CONDSTORE is on (RFC 7162 3.1): untagged FETCH responses carry MODSEQ.
     pub condstore: bool,
+    /// QRESYNC is on (RFC 7162 3.2, `ENABLE QRESYNC`): expunges are told as VANISHED.
+    pub qresync: bool,
 }
 
 /// Whether a command's pending changes may include EXPUNGE (not during FETCH, STORE or
@@ -138,6 +140,7 @@ impl Session {
             out: Vec::new(),
             failures: 0,
             condstore: false,
+            qresync: false,
         }
     }
 
@@ -408,29 +411,64 @@ impl Session {
     }
 
     /// Tells the selected mailbox's changes since the last time (`expunge`: EXPUNGE
-    /// responses allowed now).
+    /// responses allowed now). Reads only what changed since the session's MODSEQ mark.
     pub async fn tell(&mut self, expunge: bool) {
         self.drain_events();
+        let qresync = self.qresync;
         let Some(sel) = self.selected() else {
             return;
         };
-        if !sel.dirty {
+        // Under QRESYNC a client may keep the greatest MODSEQ it was told as its
+        // HIGHESTMODSEQ: a flag change told while an earlier expunge waits would let it
+        // skip that expunge at its next resync (RFC 7162 3.2). So nothing is told until
+        // expunges may be.
+        if !sel.dirty || (qresync && !expunge) {
             return;
         }
         sel.dirty = false;
-        let id = sel.id;
-        match self.call(move |r| current(r, &id)).await {
-            Ok(rows) => {
-                let modseq = self.condstore.then_some(self.ctx.issuer);
-                let data = match self.selected() {
-                    Some(sel) => sel.sync(&rows, expunge, modseq),
-                    None => vec![],
+        let (id, seen) = (sel.id, sel.seen);
+        let got = self
+            .call(move |r| {
+                let highest = highest(r, &id)?;
+                let since = crate::store::changes::since(r.kv(), &id, seen)?;
+                // Below the vanish floor (an upgraded store) the index cannot say what
+                // vanished: read the mailbox whole.
+                let full = if since.complete {
+                    None
+                } else {
+                    Some(current(r, &id)?)
                 };
-                for d in data {
-                    self.data(d);
-                }
+                Ok((highest, since, full))
+            })
+            .await;
+        let (highest, since, full) = match got {
+            Ok(g) => g,
+            Err(r) => {
+                tracing::warn!(error = %r.text, "cannot read the selected mailbox");
+                return;
             }
-            Err(r) => tracing::warn!(error = %r.text, "cannot read the selected mailbox"),
+        };
+        let modseq = self.condstore.then_some(self.ctx.issuer);
+        let data = match self.selected() {
+            Some(sel) => {
+                let delta = match full {
+                    Some(rows) => sel.delta_of(rows),
+                    None => Delta {
+                        rows: since
+                            .rows
+                            .iter()
+                            .map(|(u, row)| Current::of(*u, row))
+                            .collect(),
+                        vanished: since.vanished,
+                    },
+                };
+                sel.seen = highest;
+                sel.sync(&delta, expunge, modseq, qresync)
+            }
+            None => vec![],
+        };
+        for d in data {
+            self.data(d);
         }
     }
 }

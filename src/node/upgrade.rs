@@ -12,10 +12,11 @@ use crate::store::{tables, Kv, Tx};
 
 /// The format this version writes. 1: the first release (no `V` key). 2: flag tags, per
 /// message homeless times, the writer record, the name history of account documents.
-pub const FORMAT: u32 = 2;
+/// 3: the change index of every mailbox view (QRESYNC; `store::changes`).
+pub const FORMAT: u32 = 3;
 
 /// Prefixes of the derived view tables.
-const VIEW_PREFIXES: [&[u8]; 5] = [b"M", b"G", b"U", b"R", b"P"];
+const VIEW_PREFIXES: [&[u8]; 7] = [b"M", b"G", b"U", b"R", b"P", b"C", b"F"];
 
 /// The format of a store: `None` for an empty one.
 fn stored_format(kv: &dyn Kv) -> Result<Option<u32>, NodeError> {
@@ -39,6 +40,13 @@ impl Replica {
                 return Err(NodeError::Io(format!(
                     "this data dir has format {f}, written by a newer dovetail (this one reads up to {FORMAT})"
                 )))
+            }
+            // Format 2 served CONDSTORE clients: its MODSEQs are kept (a rebuild would
+            // start them again and a cached value could then read as "nothing changed"),
+            // and only the change index is added.
+            Some(2) => {
+                tracing::warn!(from = 2, to = FORMAT, "upgrading the data dir: indexing changes");
+                index_changes(self.kv.as_ref())?;
             }
             Some(f) => {
                 tracing::warn!(
@@ -125,6 +133,41 @@ fn remember_open_segment(
     if meta.open_segment.is_none_or(|(g, _)| seg.gen >= g) {
         meta.open_segment = Some((seg.gen, messages));
         tx.put_mailbox_meta(mb, &meta);
+    }
+    Ok(())
+}
+
+/// Builds the change index of a format-2 store: a `Row` entry per visible row, and a vanish
+/// floor at each mailbox's HIGHESTMODSEQ (its earlier expunges were never recorded, so a
+/// QRESYNC value from before the upgrade gets the full VANISHED answer, not a partial one).
+fn index_changes(kv: &dyn Kv) -> Result<(), NodeError> {
+    use crate::crdt::view::{Change, MailboxMeta};
+    use crate::store::changes::{change_value, floor_value, key_change, key_floor};
+    let mut metas = Vec::new();
+    kv.scan(b"M", &mut |k, v| {
+        metas.push((k.to_vec(), v.to_vec()));
+        true
+    })?;
+    for (k, v) in metas {
+        let Some(mb) = k
+            .get(1..)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(crate::model::MailboxId)
+        else {
+            continue;
+        };
+        let meta: MailboxMeta = tables::decode(&k, &v)?;
+        let mut batch = vec![(key_floor(&mb), Some(floor_value(meta.highest_modseq)))];
+        tables::each_row(kv, &mb, &mut |uid, row| {
+            batch.push((
+                key_change(&mb, row.modseq, uid),
+                Some(change_value(Change::Row)),
+            ));
+            true
+        })?;
+        for chunk in batch.chunks(10_000) {
+            kv.apply(chunk.to_vec())?;
+        }
     }
     Ok(())
 }

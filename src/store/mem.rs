@@ -134,6 +134,21 @@ impl Kv for MemKv {
         Ok(())
     }
 
+    fn scan_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let g = self.lock();
+        for (k, v) in g.main.range(start.max(prefix).to_vec()..) {
+            if !k.starts_with(prefix) || !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         self.write(Write::Batch(batch))
     }

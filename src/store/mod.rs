@@ -5,6 +5,7 @@
 //! Every write of one operation goes into one [`Tx`], applied as one atomic batch; a write is
 //! acknowledged only after [`Kv::flush`]. Callers group many writes under one flush.
 
+pub mod changes;
 mod mem;
 pub mod packs;
 mod sled_kv;
@@ -66,6 +67,18 @@ pub trait Kv: Send + Sync {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
+    /// Calls `f` for every key with `prefix` from `start` on (keys below `start` are
+    /// skipped), in key order, until it returns false. The default scans from the prefix;
+    /// ordered engines seek (what makes "changes since MODSEQ m" cost the changes, not the
+    /// mailbox).
+    fn scan_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan(prefix, &mut |k, v| k < start || f(k, v))
+    }
     /// The last key with `prefix` and its value. The default scans; engines with ordered
     /// reverse iteration answer at once.
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {

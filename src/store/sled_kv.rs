@@ -278,6 +278,22 @@ impl Kv for SledKv {
         Ok(())
     }
 
+    fn scan_from(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let from = start.max(prefix).to_vec();
+        for kv in self.db()?.db.range(from..) {
+            let (k, v) = kv?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn last(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         Ok(match self.db()?.db.scan_prefix(prefix).next_back() {
             Some(kv) => {

@@ -9,6 +9,7 @@
 //! | `U`    | mailbox id, UID (be)        | claims at that UID                      |
 //! | `R`    | mailbox id, UID / 64 (be)   | visible messages of 64 consecutive UIDs: [(UID, [`ViewRow`])] |
 //! | `P`    | mailbox id, change hash     | doc id of a change not yet applied      |
+//! | `C`, `F` | mailbox id, ...           | the change index ([`super::changes`])   |
 //! | `S`    | peer id, doc id             | automerge sync state                    |
 //! | `I`    |                             | node identity (ed25519 keypair)         |
 //! | `W`    |                             | writer id and the store's (dev, inode)  |
@@ -22,8 +23,8 @@
 //! merges them into the stored block at commit.
 
 use super::{Kv, StoreError};
-use crate::crdt::view::{MailboxMeta, MsgRec, ViewRow, ViewTables};
-use crate::model::{Guid, MailboxId, NodeId, OpId, Uid};
+use crate::crdt::view::{Change, MailboxMeta, MsgRec, ViewRow, ViewTables};
+use crate::model::{Guid, MailboxId, ModSeq, NodeId, OpId, Uid};
 use automerge::{AutoCommit, ChangeHash};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,10 @@ fn key_claims(mb: &MailboxId, uid: Uid) -> Vec<u8> {
 }
 fn key_row_block(mb: &MailboxId, block: u32) -> Vec<u8> {
     [b"R".as_slice(), mb.as_bytes(), &block.to_be_bytes()].concat()
+}
+/// The key of the row block holding `uid`.
+pub fn row_block(mb: &MailboxId, uid: Uid) -> Vec<u8> {
+    key_row_block(mb, uid.get() / ROWS_PER_BLOCK)
 }
 /// Prefix of a mailbox's visible rows.
 pub fn prefix_rows(mb: &MailboxId) -> Vec<u8> {
@@ -339,6 +344,13 @@ impl ViewTables for ViewTx<'_, '_> {
             .entry((self.mb, uid.get() / ROWS_PER_BLOCK))
             .or_default()
             .insert(uid, row.cloned());
+    }
+    fn put_change(&mut self, modseq: ModSeq, uid: Uid, change: Option<Change>) {
+        let key = super::changes::key_change(&self.mb, modseq, uid);
+        match change {
+            Some(c) => self.tx.put_raw(key, super::changes::change_value(c)),
+            None => self.tx.delete(key),
+        }
     }
 }
 

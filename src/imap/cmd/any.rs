@@ -21,6 +21,7 @@ pub fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
         Capability::Namespace,
         Capability::Id,
         Capability::CondStore,
+        Capability::QResync,
     ];
     if s.ctx.plaintext_ok {
         c.push(Capability::Auth(AuthMechanism::Plain));
@@ -65,12 +66,22 @@ pub fn id(s: &mut Session) -> Reply {
     Reply::ok("ID completed")
 }
 
-/// ENABLE (RFC 5161): CONDSTORE can be enabled; QRESYNC and the others are not supported.
+/// ENABLE (RFC 5161): CONDSTORE and QRESYNC (which implies CONDSTORE, RFC 7162 3.2.3) can
+/// be enabled; the others are not supported. ENABLED lists what was asked and is on.
 pub fn enable(s: &mut Session, asked: Vec1<CapabilityEnable<'static>>) -> Reply {
     let mut on = vec![];
-    if asked.as_ref().contains(&CapabilityEnable::CondStore) {
-        s.condstore = true;
-        on.push(CapabilityEnable::CondStore);
+    for c in asked.into_inner() {
+        match &c {
+            CapabilityEnable::CondStore => s.condstore = true,
+            other if other.to_string().eq_ignore_ascii_case("QRESYNC") => {
+                s.condstore = true;
+                s.qresync = true;
+            }
+            _ => continue,
+        }
+        if !on.contains(&c) {
+            on.push(c);
+        }
     }
     s.data(Data::Enabled { capabilities: on });
     Reply::ok("ENABLE completed")

@@ -91,8 +91,9 @@ pub async fn copy(
     }
     let mut gone = olds;
     gone.sort();
+    let vanished = s.qresync;
     let data = match s.selected() {
-        Some(sel) => sel.expunged(&gone),
+        Some(sel) => sel.expunged(&gone, vanished),
         None => vec![],
     };
     for d in data {

@@ -47,8 +47,9 @@ pub async fn expunge(s: &mut Session, only: Option<&SequenceSet>) -> Reply {
         s.wrote();
     }
     gone.sort();
+    let vanished = s.qresync;
     let data = match s.selected() {
-        Some(sel) => sel.expunged(&gone),
+        Some(sel) => sel.expunged(&gone, vanished),
         None => vec![],
     };
     for d in data {

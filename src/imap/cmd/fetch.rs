@@ -85,12 +85,46 @@ pub async fn fetch(
     modifiers: &[FetchModifier],
 ) -> Reply {
     let mut changed_since = None;
+    let mut vanished = false;
     for m in modifiers {
         match m {
             FetchModifier::ChangedSince(v) => changed_since = Some(v.get()),
-            FetchModifier::Vanished => {
-                return Reply::bad("QRESYNC (VANISHED) is not supported yet")
-            }
+            FetchModifier::Vanished => vanished = true,
+        }
+    }
+    // RFC 7162 3.2.6: VANISHED only in UID FETCH, with CHANGEDSINCE, once QRESYNC is on.
+    if vanished && !(by_uid && changed_since.is_some() && s.qresync) {
+        return Reply::bad("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC");
+    }
+    let State::Selected { mailbox, .. } = &s.state else {
+        return Reply::bad("no mailbox selected");
+    };
+    if let (true, Some(cs)) = (vanished, changed_since) {
+        // The UIDs of the set that vanished since the client's value, except those this
+        // session still numbers: they are told as plain VANISHED when expunges may be.
+        let star = mailbox.known().last().map_or(0, |u| u.get());
+        let scope = crate::imap::uidset::of_set(set, star);
+        let (id, issuer) = (mailbox.id, s.ctx.issuer);
+        let got = s
+            .call(move |r| {
+                let since = super::qresync::since(r, &id, issuer, cs)?;
+                super::qresync::vanished(r, &id, since, Some(&scope))
+            })
+            .await;
+        let gone = match got {
+            Ok(g) => g,
+            Err(r) => return r,
+        };
+        let known = match s.selected() {
+            Some(sel) => sel.known().to_vec(),
+            None => vec![],
+        };
+        let gone = crate::imap::uidset::minus(&gone, &known);
+        if let Some(known_uids) = crate::imap::uidset::to_set(&gone) {
+            s.data(Data::Vanished {
+                earlier: true,
+                known_uids,
+            });
         }
     }
     let State::Selected { account, mailbox } = &s.state else {

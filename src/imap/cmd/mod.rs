@@ -10,6 +10,7 @@ pub mod idle;
 pub mod list;
 pub mod login;
 pub mod mailbox;
+pub mod qresync;
 pub mod search;
 pub mod select;
 pub mod status;

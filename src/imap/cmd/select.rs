@@ -1,8 +1,10 @@
-//! SELECT, EXAMINE, UNSELECT and CLOSE.
+//! SELECT, EXAMINE, UNSELECT and CLOSE; SELECT's CONDSTORE and QRESYNC parameters.
 
+use super::qresync::{self, Since};
 use crate::imap::convert::{flag_out, mailbox_in};
-use crate::imap::selected::{Current, Selected};
+use crate::imap::selected::{flags_data, Current, Selected};
 use crate::imap::session::{current, Reply, Session, State};
+use crate::imap::uidset::{self, Ranges};
 use crate::model::{Flag, MailboxId};
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::flag::{Flag as ImapFlag, FlagPerm};
@@ -27,23 +29,45 @@ pub async fn select(
     let Some(account) = s.account().cloned() else {
         return Reply::bad("not logged in");
     };
+    // The client's cache: (UIDVALIDITY, MODSEQ, known-uids).
+    let mut cache: Option<(u32, u64, Option<Ranges>)> = None;
+    for p in params {
+        match p {
+            SelectParameter::CondStore => s.condstore = true,
+            SelectParameter::QResync { .. } if !s.qresync => {
+                return Reply::bad("QRESYNC needs ENABLE QRESYNC first")
+            }
+            SelectParameter::QResync {
+                uid_validity,
+                mod_sequence_value,
+                known_uids,
+                ..
+            } => {
+                // The sequence match data only helps a server that lacks an expunge
+                // history; the known-uids (or all UIDs) are answered exactly here.
+                let known = known_uids.as_ref().map(|k| uidset::of_set(k, u32::MAX));
+                cache = Some((uid_validity.get(), mod_sequence_value.get(), known));
+            }
+        }
+    }
+    // Responses before CLOSED are about the mailbox being closed (RFC 7162 3.2.11); a
+    // CONDSTORE server sends it whether or not the client enabled anything.
+    if matches!(s.state, State::Selected { .. }) {
+        s.untagged(Reply::ok("Previous mailbox is now closed").code(Code::Closed));
+    }
     // A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1).
     s.state = State::Authenticated {
         account: account.clone(),
     };
-    for p in params {
-        match p {
-            SelectParameter::CondStore => s.condstore = true,
-            SelectParameter::QResync { .. } => return Reply::bad("QRESYNC is not supported yet"),
-        }
-    }
     let name = match mailbox_in(m) {
         Ok(n) => n,
         Err(e) => return Reply::no(e.to_string()).other("NONEXISTENT"),
     };
     s.skip_events();
     let (a, n) = (account.clone(), name.to_string());
-    // Status and rows in one job: the UIDNEXT told is above every UID shown.
+    let issuer = s.ctx.issuer;
+    // Status, rows and the resync answer in one job: the UIDNEXT told is above every UID
+    // shown, and VANISHED and FETCH describe exactly the state told.
     let got = s
         .call(move |r| {
             let Some(st) = r.status(&a)?.into_iter().find(|m| m.name == n) else {
@@ -51,10 +75,17 @@ pub async fn select(
             };
             let id = MailboxId::try_from(st.id.as_str())?;
             let rows = current(r, &id)?;
-            Ok(Some((st, id, rows)))
+            let resync = match cache {
+                Some((uv, m, known)) if uv == st.uidvalidity => {
+                    let since = Since::of(issuer, m, st.highest_modseq);
+                    Some((since, qresync::vanished(r, &id, since, known.as_ref())?))
+                }
+                _ => None,
+            };
+            Ok(Some((st, id, rows, resync)))
         })
         .await;
-    let (st, id, rows) = match got {
+    let (st, id, rows, resync) = match got {
         Ok(Some(x)) => x,
         Ok(None) => {
             return Reply::no(format!("no mailbox {:?}", name.to_string())).other("NONEXISTENT")
@@ -100,9 +131,34 @@ pub async fn select(
     if let Some(h) = NonZeroU64::new(s.ctx.issuer.wire(st.highest_modseq)) {
         s.untagged(Reply::ok("Highest").code(Code::HighestModSeq(h)));
     }
+    // QRESYNC: the UIDs to forget, then every message changed since the client's value
+    // (RFC 7162 3.2.5.1), with this selection's sequence numbers.
+    if let Some((since, gone)) = resync {
+        if let Some(known_uids) = uidset::to_set(&gone) {
+            s.data(Data::Vanished {
+                earlier: true,
+                known_uids,
+            });
+        }
+        for (i, c) in rows.iter().enumerate() {
+            if since.changed(c.modseq) {
+                if let Some(seq) = NonZeroU32::new(i as u32 + 1) {
+                    let m = Some(s.ctx.issuer.wire(c.modseq));
+                    s.data(flags_data(seq, c.uid, &c.flags, m));
+                }
+            }
+        }
+    }
     s.state = State::Selected {
         account,
-        mailbox: Selected::new(name, id, st.uidvalidity, read_only, &rows),
+        mailbox: Selected::new(
+            name,
+            id,
+            st.uidvalidity,
+            read_only,
+            &rows,
+            st.highest_modseq,
+        ),
     };
     if read_only {
         Reply::ok("EXAMINE completed").code(Code::ReadOnly)
