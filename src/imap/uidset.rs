@@ -72,11 +72,15 @@ pub fn minus(r: &[(u32, u32)], present: &[Uid]) -> Ranges {
     out
 }
 
-/// The ranges as an IMAP set; `None` when empty.
+/// The ranges as an IMAP set; `None` when empty. UID 4294967295 is left out: imap-codec
+/// writes it as `*`, which a VANISHED set may not hold (RFC 7162 known-uids), and no node
+/// reaches it in practice (it would take 2^32 appends and renumberings in one mailbox).
 pub fn to_set(r: &[(u32, u32)]) -> Option<SequenceSet> {
     let seqs: Vec<Sequence> = r
         .iter()
-        .filter_map(|&(lo, hi)| {
+        .map(|&(lo, hi)| (lo, hi.min(u32::MAX - 1)))
+        .filter(|&(lo, hi)| lo <= hi)
+        .filter_map(|(lo, hi)| {
             let (a, b) = (NonZeroU32::new(lo)?, NonZeroU32::new(hi)?);
             Some(if a == b {
                 Sequence::Single(SeqOrUid::Value(a))

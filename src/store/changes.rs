@@ -180,8 +180,8 @@ mod tests {
         assert!(s.complete);
         assert_eq!(
             since(&kv, &mb, 95).unwrap().rows.len(),
-            5,
-            "96..=100 minus 9 + 7"
+            6,
+            "96..=100, and 7"
         );
         kv.apply(vec![(key_floor(&mb), Some(floor_value(50)))])
             .unwrap();
