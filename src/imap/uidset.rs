@@ -72,13 +72,15 @@ pub fn minus(r: &[(u32, u32)], present: &[Uid]) -> Ranges {
     out
 }
 
-/// The ranges as an IMAP set; `None` when empty. UID 4294967295 is left out: imap-codec
-/// writes it as `*`, which a VANISHED set may not hold (RFC 7162 known-uids), and no node
-/// reaches it in practice (it would take 2^32 appends and renumberings in one mailbox).
+/// The ranges as an IMAP set; `None` when empty. UIDs from 4294967294 up are left out:
+/// imap-codec normalizes every set it writes into half-open ranges, and a range ending at
+/// 4294967294 comes out as `n:*`, which a VANISHED set may not hold (RFC 7162 known-uids).
+/// No node reaches those UIDs in practice (it would take 2^32 appends and renumberings in
+/// one mailbox).
 pub fn to_set(r: &[(u32, u32)]) -> Option<SequenceSet> {
     let seqs: Vec<Sequence> = r
         .iter()
-        .map(|&(lo, hi)| (lo, hi.min(u32::MAX - 1)))
+        .map(|&(lo, hi)| (lo, hi.min(u32::MAX - 2)))
         .filter(|&(lo, hi)| lo <= hi)
         .filter_map(|(lo, hi)| {
             let (a, b) = (NonZeroU32::new(lo)?, NonZeroU32::new(hi)?);

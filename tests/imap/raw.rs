@@ -71,10 +71,12 @@ fn literal_len(line: &str) -> Option<usize> {
     t.strip_suffix('}')?[open + 1..].parse().ok()
 }
 
-/// Responses that differ between runs only by the UID an APPEND got.
+/// Responses that differ between runs only by the UID an APPEND got, or by the `[CLOSED]`
+/// a SELECT or EXAMINE sends when another mailbox was selected before (RFC 7162 3.2.11).
 fn normalize(lines: Vec<String>) -> Vec<String> {
     lines
         .into_iter()
+        .filter(|l| !l.starts_with("* OK [CLOSED]"))
         .map(|l| match l.find("[APPENDUID ") {
             Some(i) => {
                 let rest = &l[i + 11..];
