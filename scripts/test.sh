@@ -17,6 +17,10 @@ command -v mbsync >/dev/null || need_apt+=(isync)
 command -v swaks >/dev/null || need_apt+=(swaks)
 # doveadm (Debian's Dovecot) writes the Maildir that tests/maildir_dovecot.rs imports.
 command -v doveadm >/dev/null || need_apt+=(dovecot-core)
+# tests/http.rs: Debian's Python (/usr/bin/python3) with prometheus_client parses /metrics,
+# headless Chromium renders the status page (the tests fail, not skip, without them).
+/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need_apt+=(python3-prometheus-client)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

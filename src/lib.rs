@@ -16,6 +16,7 @@
 //! - [`imap`]: the IMAP front end: a session state machine per connection over the
 //!   replica actor, one file per command, imap-codec/imap-next for the wire format.
 //! - [`lmtp`]: the LMTP front end (delivery from an MTA into a running node).
+//! - [`http`]: the HTTP front end (`/metrics` for Prometheus, a status page).
 //! - [`maildir`]: Maildir import and export (migration in and out).
 //! - [`diff`]: comparing replicas record by record.
 //! - [`cli`]: the `dovetail` command line.
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod crdt;
 pub mod diff;
+pub mod http;
 pub mod imap;
 pub mod lmtp;
 pub mod maildir;

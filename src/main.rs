@@ -1,7 +1,14 @@
-use clap::Parser;
-
 fn main() {
-    let cli = dovetail::cli::Cli::parse();
+    // The command line merged with the config file: a bad command line is clap's usual
+    // message and exit 2; a bad file, a one-line error and exit 2.
+    let cli = match dovetail::cli::config::load(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(dovetail::cli::CliError::Usage(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("dovetail: error: {e}");
+            std::process::exit(2);
+        }
+    };
     // Commands that print die quietly on a closed pipe (`dovetail list ... | head`), like
     // other Unix tools, instead of panicking on the failed write. A node (and the demo,
     // which runs nodes) keeps Rust's default of ignoring SIGPIPE: a client that closes its

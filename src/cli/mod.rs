@@ -3,6 +3,7 @@
 //! commands take `--json`.
 
 mod commands;
+pub mod config;
 mod demo;
 mod list;
 mod maildir;
@@ -40,6 +41,15 @@ pub enum CliError {
     Lmtp(crate::lmtp::LmtpError),
     #[error(transparent)]
     Maildir(#[from] crate::maildir::MaildirError),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+    /// The command line itself is wrong (or asks for help): clap prints and exits.
+    #[error("{0}")]
+    Usage(clap::Error),
+    #[error("config file {path}: {why}")]
+    Config { path: String, why: String },
+    #[error("config file {path}: unknown key {key:?}")]
+    UnknownKey { path: String, key: String },
 }
 
 /// Parses a byte size: a number with an optional unit, K/M/G (powers of 1024, with or
@@ -70,6 +80,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[derive(Parser, Debug)]
 #[command(name = "dovetail", version, about = "Multi-master mailbox replication")]
 pub struct Cli {
+    /// Config file (TOML; every flag has a key; flags override it). Default:
+    /// `<data-dir>/dovetail.toml` when it exists (docs/operations.md).
+    #[arg(long, global = true, env = "DOVETAIL_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The node's data dir.
     #[arg(long, global = true, env = "DOVETAIL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

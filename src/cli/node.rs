@@ -63,6 +63,14 @@ pub struct NodeArgs {
     /// (repeatable): ACCOUNT=PATH. Files are deleted once stored (docs/operations.md).
     #[arg(long)]
     pub watch_maildir: Vec<String>,
+    /// Serve `/metrics` (Prometheus) and `/` (a status page) over HTTP on this address,
+    /// e.g. 127.0.0.1:9090. No authentication: keep it on loopback or a management network.
+    #[arg(long)]
+    pub http: Option<std::net::SocketAddr>,
+    /// Replicate only the accounts matching this glob (repeatable; `*` any characters, `?`
+    /// one), e.g. 'a*': peers send this node only those. Default: every account.
+    #[arg(long)]
+    pub replicate_accounts: Vec<String>,
 }
 
 /// The file, in the data dir, where a running node writes its IMAP addresses.
@@ -135,7 +143,8 @@ fn imap_front_end(
     cfg: crate::imap::ImapConfig,
 ) -> FrontEnd {
     FrontEnd::new(name, move |ctx: FrontEndCtx| {
-        let (l, cfg) = (l.try_clone(), cfg.clone());
+        let (l, mut cfg) = (l.try_clone(), cfg.clone());
+        cfg.metrics = Some(ctx.monitor.metrics().clone());
         async move {
             let listener = match l.and_then(tokio::net::TcpListener::from_std) {
                 Ok(l) => l,
@@ -171,6 +180,13 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
         let cfg = lmtp::LmtpConfig::new(cli.max_message_size);
         front_ends.push(lmtp::front_end(bound, cfg));
     }
+    if let Some(addr) = args.http {
+        let l = crate::http::bind(addr)?;
+        if let Ok(local) = l.local_addr() {
+            println!("http listening on {local}");
+        }
+        front_ends.push(crate::http::front_end(l));
+    }
     if !args.watch_maildir.is_empty() {
         let specs = args
             .watch_maildir
@@ -196,6 +212,7 @@ pub fn run_node(cli: &Cli, args: &NodeArgs) -> Result<i32, CliError> {
             max_message_size: cli.max_message_size,
             renumber_grace_secs: args.renumber_grace,
             memory_budget: cli.memory_budget,
+            replicate: crate::node::AccountFilter::new(args.replicate_accounts.clone()),
             ..Options::default()
         },
         anti_entropy: Duration::from_secs(args.anti_entropy.max(1)),

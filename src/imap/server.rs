@@ -46,6 +46,8 @@ pub struct ImapConfig {
     /// LOGIN and AUTHENTICATE PLAIN are allowed without TLS from any address (by default
     /// only from loopback).
     pub allow_plaintext_login: bool,
+    /// The node's metrics, to count sessions in (`None`: not counted).
+    pub metrics: Option<std::sync::Arc<crate::node::Metrics>>,
 }
 
 impl Default for ImapConfig {
@@ -56,6 +58,7 @@ impl Default for ImapConfig {
             tls: None,
             implicit_tls: false,
             allow_plaintext_login: false,
+            metrics: None,
         }
     }
 }
@@ -83,6 +86,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
             acc = listener.accept() => match acc {
                 Ok((sock, peer)) => {
+                    cfg.metrics.iter().for_each(|m| m.session("imap"));
                     let ctx = Ctx {
                         replica: replica.clone(),
                         changed: changed.clone(),

@@ -64,6 +64,7 @@ pub async fn serve(bound: Bound, cfg: LmtpConfig, ctx: FrontEndCtx) {
             let (r, mut w) = tokio::io::split(stream);
             match permit {
                 Ok(_permit) => {
+                    ctx.monitor.metrics().session("lmtp");
                     if let Err(e) = connection(r, w, &peer, &cfg, &ctx).await {
                         tracing::debug!(peer, error = %e, "LMTP connection ended");
                     }

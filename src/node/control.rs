@@ -9,7 +9,6 @@ use super::actor::ReplicaHandle;
 use super::{FlagOp, NewMessage, NodeError, Replica};
 use crate::crdt::view::ViewRow;
 use crate::model::{AccountName, Flag, FlagSet, MailboxName, Uid, UidSet};
-use crate::net::{Client, PeerInfo};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -489,9 +488,7 @@ pub fn bind(dir: &Path) -> Result<tokio::net::UnixListener, ControlError> {
 pub async fn serve(
     listener: tokio::net::UnixListener,
     replica: ReplicaHandle,
-    net: Client,
-    behind: super::daemon::Behind,
-    counters: std::sync::Arc<super::daemon::Counters>,
+    monitor: super::daemon::Monitor,
     changed: mpsc::UnboundedSender<()>,
 ) -> Result<(), ControlError> {
     let err = |why: String| ControlError::Io {
@@ -501,10 +498,8 @@ pub async fn serve(
     loop {
         let (mut sock, _) = listener.accept().await.map_err(|e| err(e.to_string()))?;
         let replica = replica.clone();
-        let net = net.clone();
+        let monitor = monitor.clone();
         let changed = changed.clone();
-        let behind = behind.clone();
-        let counters = counters.clone();
         tokio::spawn(async move {
             let req: ControlRequest = match read_async(&mut sock).await {
                 Ok(r) => r,
@@ -529,37 +524,8 @@ pub async fn serve(
             };
             if let ControlResponse::Status { peers, sync, .. } = &mut resp {
                 if status {
-                    use std::sync::atomic::Ordering::Relaxed;
-                    sync.blobs_fetched = counters.blobs.load(Relaxed);
-                    sync.blob_bytes_fetched = counters.bytes.load(Relaxed);
-                    sync.documents_behind = behind
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .values()
-                        .map(|&n| n as u64)
-                        .sum();
-                    *peers = net
-                        .peers()
-                        .await
-                        .into_iter()
-                        .map(|p: PeerInfo| {
-                            let b = behind.lock().unwrap_or_else(|e| e.into_inner());
-                            let n = p
-                                .peer
-                                .parse::<libp2p::PeerId>()
-                                .ok()
-                                .and_then(|id| b.get(&id).copied())
-                                .unwrap_or(0);
-                            PeerRow {
-                                peer: p.peer,
-                                addr: p.addr,
-                                since: p.since,
-                                behind: n as u64,
-                                sent: p.sent,
-                                received: p.received,
-                            }
-                        })
-                        .collect();
+                    monitor.fill_progress(sync);
+                    *peers = monitor.peers().await;
                 }
             }
             if !read && !matches!(resp, ControlResponse::Error(_)) {

@@ -90,10 +90,19 @@ impl Replica {
         out
     }
 
-    /// Whether a peer may sync document `doc` into this replica: a well-formed id, and for
-    /// a segment, an account this node replicates. `Err` says why not.
+    /// Whether a peer may sync document `doc` into this replica: a well-formed id of an
+    /// account the node's `--replicate-accounts` patterns match, and for a segment, an
+    /// account it has. `Err` says why not.
     pub fn accepts_doc(&self, doc: &str) -> Result<Result<(), String>, NodeError> {
-        match parse_doc_id(doc) {
+        let kind = parse_doc_id(doc);
+        if let (Some(_), Some(a)) = (&kind, doc_account(doc)) {
+            if !self.opts.replicate.matches(a) {
+                return Ok(Err(format!(
+                    "account {a:?} is not replicated here (--replicate-accounts)"
+                )));
+            }
+        }
+        match kind {
             None => Ok(Err(format!("bad document id {doc:?}"))),
             Some(DocKind::Account) => Ok(Ok(())),
             Some(DocKind::Segment(..)) => {

@@ -234,6 +234,11 @@ impl Replica {
             tx.put_mailbox_meta(&e.id, &meta);
             Ok(out)
         })
+        .inspect(|out| {
+            if let Some(m) = &self.opts.metrics {
+                m.appends.inc_by(out.len() as u64);
+            }
+        })
     }
 
     /// Changes flags of the messages in `set`. Returns (UID, new flags) per message.

@@ -40,6 +40,11 @@ pub struct Options {
     /// [`Options::doc_cache_bytes`]). What no cache bounds comes on top: sled's page table
     /// (~16 bytes per stored page, ~125 MiB for a 7.8 GB store) and one operation's data.
     pub memory_budget: u64,
+    /// The running node's metrics (appends, fsync latency); `None` for the CLI's own
+    /// opens, which nobody scrapes.
+    pub metrics: Option<Arc<super::metrics::Metrics>>,
+    /// The accounts a running node takes from its peers (`--replicate-accounts`).
+    pub replicate: super::AccountFilter,
 }
 
 /// The default [`Options::memory_budget`]: 256 MiB.
@@ -80,6 +85,8 @@ impl Default for Options {
             renumber_grace_secs: 30,
             causal_delivery: true,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            metrics: None,
+            replicate: super::AccountFilter::default(),
         }
     }
 }
@@ -196,7 +203,14 @@ impl Replica {
         }
         let kv = SledKv::open_with_cache(dir, opts.sled_cache())?;
         let place = super::writer::DirPlace::of(&dir.join("db"))?;
-        let mut r = Replica::with_kv(Arc::new(kv), None, opts)?;
+        let kv: Arc<dyn Kv> = match &opts.metrics {
+            Some(m) => Arc::new(super::timed_kv::TimedKv {
+                inner: Arc::new(kv),
+                metrics: m.clone(),
+            }),
+            None => Arc::new(kv),
+        };
+        let mut r = Replica::with_kv(kv, None, opts)?;
         r.node = super::writer::writer_for(r.kv.as_ref(), &r.peer, Some(place))?;
         Ok(r)
     }

@@ -112,6 +112,8 @@ pub(super) async fn found_store(
 ) -> Result<(), DaemonError> {
     use std::sync::atomic::Ordering::Relaxed;
     counters.blobs.fetch_add(found.len() as u64, Relaxed);
+    let bytes: u64 = found.iter().map(|b| b.bytes.len() as u64).sum();
+    counters.metrics.blob_bytes_fetched.inc_by(bytes);
     counters
         .bytes
         .fetch_add(found.iter().map(|b| b.bytes.len() as u64).sum(), Relaxed);

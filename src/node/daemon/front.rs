@@ -20,6 +20,9 @@ pub struct FrontEndCtx {
     pub changed: mpsc::UnboundedSender<()>,
     /// Turns true when the node shuts down: stop accepting, finish or drop what is open.
     pub shutdown: watch::Receiver<bool>,
+    /// The node's peers, sync progress and metrics (front ends count their sessions in
+    /// `monitor.metrics()`).
+    pub monitor: super::Monitor,
 }
 
 type Start = dyn Fn(FrontEndCtx) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
@@ -74,6 +77,7 @@ impl Running {
         fronts: &[FrontEnd],
         replica: &ReplicaHandle,
         changed: &mpsc::UnboundedSender<()>,
+        monitor: &super::Monitor,
     ) -> Running {
         let (stop, shutdown) = watch::channel(false);
         let tasks = fronts
@@ -83,6 +87,7 @@ impl Running {
                     replica: replica.clone(),
                     changed: changed.clone(),
                     shutdown: shutdown.clone(),
+                    monitor: monitor.clone(),
                 };
                 (f.name, tokio::spawn((f.start)(ctx)))
             })

@@ -19,16 +19,22 @@
 //! malformed document id or an account this node does not replicate is rejected (logged
 //! with the peer) before anything is stored.
 
+mod addrs;
 mod exchange;
 mod front;
+mod monitor;
 mod receive;
 pub mod recon;
 
+use addrs::listening;
+pub use addrs::{listen_addrs, ADDRS_FILE};
 pub use exchange::peers;
 use exchange::{blobs_answer, compare, fetch_blobs, send_sync};
 pub use front::{FrontEnd, FrontEndCtx};
+pub use monitor::{Behind, Counters, Monitor, NodeStatus};
 
 use super::actor::{ActorStopped, ReplicaHandle};
+use super::metrics::{Metrics, PeerLabel};
 use super::{doc_account, NodeError, Options, Replica};
 use crate::model::{BlobId, NodeId};
 use crate::net::protocol::{self, Announce, BlobBytes, ReconAnswer, Request, Response, CHUNK};
@@ -97,23 +103,15 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Per peer, the documents whose heads differed at the last summary comparison: what
-/// `status` reports as "behind" (0 once in sync).
-pub type Behind = std::sync::Arc<std::sync::Mutex<HashMap<PeerId, usize>>>;
-
-/// Blobs fetched from peers since the node started, and their bytes (for `status`).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub blobs: std::sync::atomic::AtomicU64,
-    pub bytes: std::sync::atomic::AtomicU64,
-}
-
-/// The file, in the data dir, where a running node writes its listen addresses.
-pub const ADDRS_FILE: &str = "node.addrs";
-
 /// Runs a node until `shutdown` resolves: opens the data dir, listens, syncs with peers.
 /// Returns once everything is flushed and the connections are closed.
-pub fn run(cfg: DaemonConfig, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub fn run(mut cfg: DaemonConfig, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    // The replica times its flushes and counts appends into the node's metrics.
+    let metrics = cfg
+        .options
+        .metrics
+        .get_or_insert_with(Default::default)
+        .clone();
     let replica = Replica::open(&cfg.data_dir, cfg.options.clone())?;
     let key = replica.identity_bytes()?;
     let node = replica.node_id();
@@ -123,7 +121,7 @@ pub fn run(cfg: DaemonConfig, shutdown: impl Future<Output = ()>) -> Result<(), 
         .enable_all()
         .build()
         .map_err(|e| DaemonError::Io(e.to_string()))?;
-    let res = rt.block_on(serve(cfg, key, node, handle, shutdown));
+    let res = rt.block_on(serve(cfg, key, node, handle, metrics, shutdown));
     // Dropping the runtime cancels the tasks still holding replica handles; then the
     // replica thread sees its channel close, flushes and ends.
     drop(rt);
@@ -136,6 +134,7 @@ async fn serve(
     key: Vec<u8>,
     node: NodeId,
     replica: ReplicaHandle,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let (client, mut events, event_loop) = net::start(&key, cfg.net.clone())?;
@@ -145,7 +144,17 @@ async fn serve(
     let _ = std::fs::remove_file(&addrs_file);
     let (itx, mut irx) = mpsc::unbounded_channel();
     let behind = Behind::default();
-    let counters = std::sync::Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        metrics,
+        ..Counters::default()
+    });
+    let monitor = Monitor {
+        peer_id: client.local,
+        node_id: node.to_hex(),
+        net: client.clone(),
+        behind: behind.clone(),
+        counters: counters.clone(),
+    };
     let mut core = Core {
         replica: replica.clone(),
         net: client.clone(),
@@ -178,14 +187,11 @@ async fn serve(
     let (ctx, mut crx) = mpsc::unbounded_channel();
     let listener =
         super::control::bind(&cfg.data_dir).map_err(|e| DaemonError::Io(e.to_string()))?;
-    let fronts = front::Running::start(&cfg.front_ends, &replica, &ctx);
+    let fronts = front::Running::start(&cfg.front_ends, &replica, &ctx, &monitor);
     let control = tokio::spawn({
-        let (replica, client, behind) = (replica.clone(), client.clone(), behind.clone());
-        let counters = counters.clone();
+        let replica = replica.clone();
         async move {
-            if let Err(e) =
-                super::control::serve(listener, replica, client, behind, counters, ctx).await
-            {
+            if let Err(e) = super::control::serve(listener, replica, monitor, ctx).await {
                 tracing::error!(error = %e, "the control socket failed");
             }
         }
@@ -247,35 +253,11 @@ async fn serve(
     Ok(())
 }
 
-/// Prints a listen address and adds it to the data dir's [`ADDRS_FILE`].
-fn listening(file: &std::path::Path, addr: &libp2p::Multiaddr) {
-    use std::io::Write;
-    println!("listening on {addr}");
-    // One write of the whole line: `writeln!` on a file writes each piece of the address's
-    // `Display` separately, and a reader saw `/ip4/127.0.0.1/tcp/45495/p2p` (a node then
-    // refused that truncated `--bootstrap`). Readers take only complete lines too.
-    let line = format!("{addr}\n");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-    {
-        let _ = f.write_all(line.as_bytes());
+/// The label of a per-peer metric.
+fn label(peer: PeerId) -> PeerLabel {
+    PeerLabel {
+        peer: peer.to_string(),
     }
-}
-
-/// The addresses a node running on `dir` listens on, from its [`ADDRS_FILE`]: only the
-/// complete lines (the node may be writing the next one).
-pub fn listen_addrs(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join(ADDRS_FILE))
-        .map(|t| {
-            t.split_inclusive('\n')
-                .filter_map(|l| l.strip_suffix('\n'))
-                .map(|l| l.trim().to_string())
-                .filter(|l| !l.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Work finished by a spawned task, reported back to the coordinator.
@@ -401,6 +383,10 @@ impl Core {
         }
     }
 
+    fn metrics(&self) -> &Arc<Metrics> {
+        &self.counters.metrics
+    }
+
     fn allowed(&self, peer: &PeerId) -> bool {
         self.allow.is_empty() || self.allow.contains(peer)
     }
@@ -420,6 +406,7 @@ impl Core {
                 };
                 tracing::info!(%peer, %addr, "peer connected");
                 self.peers.insert(peer, NodeId(pk));
+                self.metrics().peers_connected.set(self.peers.len() as i64);
                 self.pull(peer).await?;
             }
             Event::Disconnected { peer } => {
@@ -427,6 +414,9 @@ impl Core {
                 if let Some(node) = self.peers.remove(&peer) {
                     self.replica.call(move |r| r.end_sessions(&node)).await?;
                 }
+                let m = self.metrics();
+                m.peers_connected.set(self.peers.len() as i64);
+                m.documents_behind.remove(&label(peer));
                 self.peer_accounts.remove(&peer);
                 self.strikes.remove(&peer);
                 self.want.remove(&peer);
@@ -563,6 +553,7 @@ impl Core {
 
     fn renumbered(&mut self, n: usize) {
         if n > 0 {
+            self.metrics().renumbering(now(), n as u64);
             tracing::info!(messages = n, "renumbered homeless messages");
             self.dirty = true;
         }
@@ -612,10 +603,14 @@ impl Core {
         let net = self.net.clone();
         let replica = self.replica.clone();
         let internal = self.internal.clone();
+        let metrics = self.metrics().clone();
         tokio::spawn(async move {
             let d = doc.clone();
             let ok = match replica.call(move |r| r.sync_generate(&node, &d)).await {
-                Ok(Ok(Some(msg))) => send_sync(&net, peer, &doc, &msg).await,
+                Ok(Ok(Some(msg))) => {
+                    metrics.sync_bytes_sent.inc_by(msg.len() as u64);
+                    send_sync(&net, peer, &doc, &msg).await
+                }
                 Ok(Ok(None)) => true,
                 Ok(Err(e)) => {
                     tracing::warn!(%doc, error = %e, "cannot generate a sync message");
@@ -676,7 +671,7 @@ impl Core {
             }
             Internal::Pulled {
                 peer,
-                mut docs,
+                docs,
                 accounts,
                 ok,
             } => {
@@ -687,24 +682,35 @@ impl Core {
                     self.pull_again.remove(&peer);
                     return Ok(());
                 }
+                // Only documents of accounts both sides replicate count and are synced: a
+                // node with --replicate-accounts differs from a full one forever in the
+                // others, and is not behind for them.
+                let mut wanted = Vec::with_capacity(docs.len());
+                for doc in docs {
+                    let theirs = doc_account(&doc).is_some_and(|a| accounts.contains(a));
+                    if theirs && self.may_sync(&doc).await? {
+                        wanted.push(doc);
+                    }
+                }
                 let before = {
                     let mut b = self.behind.lock().unwrap_or_else(|e| e.into_inner());
-                    b.insert(peer, docs.len()).unwrap_or(0)
+                    b.insert(peer, wanted.len()).unwrap_or(0)
                 };
-                match (before, docs.len()) {
+                let m = self.metrics();
+                m.documents_behind
+                    .get_or_create(&label(peer))
+                    .set(wanted.len() as i64);
+                match (before, wanted.len()) {
                     (0, 0) => {}
                     (0, n) => tracing::info!(%peer, documents = n, "syncing documents that differ"),
                     (_, 0) => tracing::info!(%peer, "in sync"),
                     (_, n) => tracing::debug!(%peer, documents = n, "documents still differ"),
                 }
-                self.peer_accounts.insert(peer, accounts.clone());
+                self.peer_accounts.insert(peer, accounts);
                 // Account documents first, so mailboxes are known before their segments.
-                docs.sort_by_key(|d| !d.starts_with("acct/"));
-                for doc in docs {
-                    let theirs = doc_account(&doc).is_some_and(|a| accounts.contains(a));
-                    if theirs && self.may_sync(&doc).await? {
-                        self.poke(peer, doc);
-                    }
+                wanted.sort_by_key(|d| !d.starts_with("acct/"));
+                for doc in wanted {
+                    self.poke(peer, doc);
                 }
                 if self.pull_again.remove(&peer) {
                     self.pull(peer).await?;

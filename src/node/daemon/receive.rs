@@ -52,6 +52,10 @@ impl Core {
             );
             return;
         }
+        self.counters
+            .metrics
+            .sync_bytes_received
+            .inc_by(bytes.len() as u64);
         let entry = self.partial.entry(key.clone()).or_insert((0, Vec::new()));
         entry.0 += 1;
         entry.1.extend_from_slice(&bytes);
