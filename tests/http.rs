@@ -141,8 +141,10 @@ fn start(c: &mut Cluster) -> (u16, u16) {
 fn metrics_parse_and_move_with_writes() {
     let mut c = Cluster::new(2);
     let (http, lmtp) = start(&mut c);
-    scrape_until(http, "a peer connects", |m| {
+    scrape_until(http, "a peer connects and is compared", |m| {
         m.get("dovetail_peers_connected{}") == Some(&1.0)
+            && m.keys()
+                .any(|k| k.starts_with("dovetail_documents_behind{peer="))
     });
     let before = scrape(http);
     let appended = get(&before, "dovetail_appended_messages_total{}");

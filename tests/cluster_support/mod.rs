@@ -27,6 +27,7 @@ pub fn cmd_in(netns: Option<&str>) -> Command {
         None => Command::new(BIN),
     };
     c.env_remove("DOVETAIL_DATA_DIR")
+        .env_remove("DOVETAIL_CONFIG")
         .env_remove("DOVETAIL_MAX_MESSAGE_SIZE")
         .env_remove("DOVETAIL_LOG")
         .env_remove("RUST_LOG")
