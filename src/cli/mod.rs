@@ -101,6 +101,9 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+// One value per process, parsed once: its size does not matter, and boxing `NodeArgs`
+// would only complicate the config file's merge.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Create a data dir and node identity; prints the node id.
