@@ -7,7 +7,7 @@
 
 use super::auth;
 use super::cmd;
-use super::session::{tagged_status, Ctx, Reply, Session, State};
+use super::session::{tagged_status, Ctx, Out, Reply, Session, State};
 use super::tls;
 use super::tls::Stream;
 use super::ImapError;
@@ -22,6 +22,7 @@ use imap_codec::imap_types::response::{
 use imap_codec::ResponseCodec;
 use imap_next::server::{Error as NextError, Event, Options, Server};
 use imap_next::{Interrupt, Io, State as _};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -172,23 +173,46 @@ async fn connection(
     // Responses are gathered and written when the server needs input (or the buffer is
     // big): a FETCH of 100k messages is ~100 writes, not 100k.
     let mut pending: Vec<u8> = Vec::new();
+    // What imap-next returned while it was being emptied before encoded bytes were added
+    // (see `pump_sends`), to be handled in order before it is asked for more.
+    let mut stashed: VecDeque<Next> = VecDeque::new();
     let mut idle_tag: Option<Tag<'static>> = None;
     let mut auth_tag: Option<Tag<'static>> = None;
     loop {
-        for r in session.out.drain(..) {
+        // Once encoded bytes were added, imap-next's queue is empty and what follows is
+        // encoded here too, so that the order is kept without asking imap-next again.
+        let mut direct = false;
+        for r in std::mem::take(&mut session.out) {
             match r {
-                Response::Data(d) => {
+                Out::Response(r) if direct => {
+                    pending.extend_from_slice(&ResponseCodec::default().encode(&r).dump());
+                }
+                Out::Response(Response::Data(d)) => {
                     server.enqueue_data(d);
                 }
-                Response::Status(s) => {
+                Out::Response(Response::Status(s)) => {
                     server.enqueue_status(s);
                 }
-                Response::CommandContinuationRequest(c) => {
+                Out::Response(Response::CommandContinuationRequest(c)) => {
                     server.enqueue_continuation_request(c);
                 }
+                Out::Raw(bytes) => {
+                    if !direct {
+                        pump_sends(&mut server, &mut pending, &mut stashed);
+                        direct = true;
+                    }
+                    pending.extend_from_slice(&bytes);
+                }
+            }
+            if pending.len() >= OUTPUT_CHUNK {
+                send(&mut stream, &mut pending).await?;
             }
         }
-        match server.next() {
+        let next = match stashed.pop_front() {
+            Some(ev) => ev,
+            None => server.next(),
+        };
+        match next {
             Ok(Event::GreetingSent { .. } | Event::ResponseSent { .. }) => {}
             Ok(Event::CommandReceived { command })
                 if matches!(command.body, CommandBody::StartTLS) =>
@@ -280,9 +304,9 @@ async fn connection(
                         None => break,
                     },
                     _ = timeout => {
-                        session.out.push(Response::Status(
+                        session.out.push(Out::Response(Response::Status(
                             Status::bye(None, "autologout: idle for too long").expect("valid text"),
-                        ));
+                        )));
                         session.state = State::Logout;
                     }
                 }
@@ -320,6 +344,27 @@ async fn connection(
 
 /// How many response bytes are gathered before they are written.
 const OUTPUT_CHUNK: usize = 256 * 1024;
+
+/// What imap-next's server returns.
+type Next = Result<Event, Interrupt<NextError>>;
+
+/// Moves everything imap-next has queued to `pending`, so that bytes added next come after
+/// it. imap-next sends before it reads: once its queue is empty it may return the next
+/// command (pipelined), or an error about the input; that is kept in `stashed` for the
+/// main loop, which handles it before asking imap-next for more.
+fn pump_sends(server: &mut Server, pending: &mut Vec<u8>, stashed: &mut VecDeque<Next>) {
+    loop {
+        match server.next() {
+            Err(Interrupt::Io(Io::Output(bytes))) => pending.extend_from_slice(&bytes),
+            Ok(Event::GreetingSent { .. } | Event::ResponseSent { .. }) => {}
+            Err(Interrupt::Io(Io::NeedMoreInput)) => return,
+            other => {
+                stashed.push_back(other);
+                return;
+            }
+        }
+    }
+}
 
 /// Writes and flushes the gathered response bytes.
 async fn send(stream: &mut Stream, pending: &mut Vec<u8>) -> Result<(), ImapError> {

@@ -106,13 +106,22 @@ pub fn node_err(e: NodeError) -> Reply {
     }
 }
 
+/// What a session queues for the client, in order.
+pub enum Out {
+    /// A response, encoded by imap-next.
+    Response(Response<'static>),
+    /// Responses already encoded (FETCH of metadata: tens of bytes per message, written
+    /// without building imap-types values; see `cmd::fetch`).
+    Raw(Vec<u8>),
+}
+
 /// One IMAP session.
 pub struct Session {
     pub state: State,
     pub ctx: Ctx,
     events: broadcast::Receiver<MailboxEvent>,
     /// Responses to send, in order (the driver moves them to the wire).
-    pub out: Vec<Response<'static>>,
+    pub out: Vec<Out>,
     /// Failed logins on this connection.
     pub failures: u32,
     /// CONDSTORE is on (RFC 7162 3.1): untagged FETCH responses carry MODSEQ.
@@ -307,21 +316,37 @@ impl Session {
 
     /// Queues an untagged data response.
     pub fn data(&mut self, d: Data<'static>) {
-        self.out.push(Response::Data(d));
+        self.out.push(Out::Response(Response::Data(d)));
+    }
+
+    /// The buffer to append encoded responses to (that of the previous ones when those
+    /// are encoded too), so that they are written after everything queued before.
+    pub fn raw(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.out.last(), Some(Out::Raw(_))) {
+            self.out.push(Out::Raw(Vec::new()));
+        }
+        match self.out.last_mut() {
+            Some(Out::Raw(b)) => b,
+            _ => unreachable!("pushed above"),
+        }
     }
 
     /// Queues an untagged status.
     pub fn untagged(&mut self, r: Reply) {
-        self.out.push(Response::Status(Status::Untagged(StatusBody {
-            kind: r.kind,
-            code: r.code,
-            text: text(&r.text),
-        })));
+        self.out
+            .push(Out::Response(Response::Status(Status::Untagged(
+                StatusBody {
+                    kind: r.kind,
+                    code: r.code,
+                    text: text(&r.text),
+                },
+            ))));
     }
 
     /// Queues the tagged status of a command.
     pub fn tagged(&mut self, tag: Tag<'static>, r: Reply) {
-        self.out.push(Response::Status(tagged_status(tag, r)));
+        self.out
+            .push(Out::Response(Response::Status(tagged_status(tag, r))));
     }
 
     /// Runs `f` on the replica thread; a node error becomes the reply to send.

@@ -41,10 +41,11 @@ pub fn capability(s: &mut Session) -> Reply {
 }
 
 pub fn logout(s: &mut Session) -> Reply {
-    s.out
-        .push(imap_codec::imap_types::response::Response::Status(
+    s.out.push(crate::imap::session::Out::Response(
+        imap_codec::imap_types::response::Response::Status(
             Status::bye(None, "dovetail logging out").expect("valid text"),
-        ));
+        ),
+    ));
     s.state = State::Logout;
     Reply::ok("LOGOUT completed")
 }

@@ -19,8 +19,11 @@ use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use std::num::{NonZeroU32, NonZeroU64};
 
-/// Messages read per replica job.
+/// Messages read per replica job when bodies are read (they are held in memory together).
 const BATCH: usize = 128;
+/// Messages read per replica job for metadata only (UID, FLAGS, MODSEQ, sizes, dates): a
+/// row is tens of bytes, and each job is a round trip to the replica thread.
+const META_BATCH: usize = 4096;
 
 fn expand(m: MacroOrMessageDataItemNames<'static>) -> Vec<Name<'static>> {
     match m {
@@ -150,13 +153,15 @@ pub async fn fetch(
         return Reply::bad("BINARY is not supported");
     }
     let body = names.iter().any(needs_body);
+    // Metadata only: each response is encoded straight into bytes (`fetch_meta`).
+    let meta = super::fetch_meta::eligible(&names);
     let seen = !mailbox.read_only && names.iter().any(sets_seen);
     let (a, name, id) = (account.clone(), mailbox.name.clone(), mailbox.id);
     let now = crate::node::daemon::now();
     let mut wrote = false;
     let issuer = s.ctx.issuer;
     s.condstore |= condstore_now;
-    for chunk in uids.chunks(BATCH) {
+    for chunk in uids.chunks(if body { BATCH } else { META_BATCH }) {
         let chunk = chunk.to_vec();
         let (a, name) = (a.clone(), name.clone());
         let res = s
@@ -208,7 +213,7 @@ pub async fn fetch(
         };
         for g in got {
             wrote |= g.seen_now;
-            respond(s, &names, g, issuer);
+            respond(s, &names, g, issuer, meta);
         }
     }
     if wrote {
@@ -218,7 +223,7 @@ pub async fn fetch(
 }
 
 /// Queues the FETCH response of one message.
-fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer) {
+fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, meta: bool) {
     let condstore = s.condstore;
     let wire = NonZeroU64::new(issuer.wire(g.row.modseq.get())).unwrap_or(NonZeroU64::MIN);
     let Some(sel) = s.selected() else {
@@ -227,6 +232,14 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer) {
     let Some(seq) = sel.seq_of(g.uid) else {
         return;
     };
+    if meta && !g.seen_now {
+        if names.iter().any(|n| matches!(n, Name::Flags)) {
+            sel.told(g.uid, g.row.modseq.get());
+        }
+        let (flags, size) = (&g.row.flags, g.row.size);
+        super::fetch_meta::encode(s.raw(), seq, g.uid, names, flags, size, wire.get());
+        return;
+    }
     let empty = Vec::new();
     let raw = g.raw.as_ref().unwrap_or(&empty);
     let mime = g.raw.as_ref().map(|r| Mime::parse(r));

@@ -61,9 +61,10 @@ pub async fn login(s: &mut Session, user: &str, password: &[u8]) -> Reply {
             tracing::warn!(user, failures = s.failures, from_addr, peer = %s.ctx.peer, "IMAP login failed");
             tokio::time::sleep(auth::failure_delay(s.failures.max(from_addr))).await;
             if s.failures >= auth::MAX_FAILURES {
-                s.out.push(Response::Status(
-                    Status::bye(None, "too many failed logins").expect("valid text"),
-                ));
+                s.out
+                    .push(crate::imap::session::Out::Response(Response::Status(
+                        Status::bye(None, "too many failed logins").expect("valid text"),
+                    )));
                 s.state = State::Logout;
             }
             Reply::no("invalid user name or password").other("AUTHENTICATIONFAILED")

@@ -6,6 +6,7 @@ pub mod append;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
+pub mod fetch_meta;
 pub mod idle;
 pub mod list;
 pub mod login;
