@@ -97,6 +97,22 @@ impl<'a> Mime<'a> {
         out.unwrap_or_default()
     }
 
+    /// BINARY[path] (RFC 3516): the part's content with its transfer encoding undone (the
+    /// whole message for an empty path; a multipart or message part as it is). A part that
+    /// does not exist is empty, as for BODY.
+    pub fn binary(&self, path: &[std::num::NonZeroU32]) -> Result<Vec<u8>, super::cte::UnknownCte> {
+        if path.is_empty() {
+            return Ok(self.raw.to_vec());
+        }
+        match self.find(path) {
+            Some(n) if matches!(n.kind, Kind::Leaf) => {
+                super::cte::decode(&n.cte, &self.raw[n.body..n.end])
+            }
+            Some(n) => Ok(self.raw[n.body..n.end].to_vec()),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The part at a part number path (RFC 3501 6.4.5): numbers index the parts of a
     /// multipart; a non-multipart message has one part, its body; after a message/rfc822
     /// part, numbers index the encapsulated message's parts.

@@ -12,6 +12,7 @@
 //! - [`cmd`]: one file per command or small family of commands.
 //! - [`mime`]: ENVELOPE, BODYSTRUCTURE and body sections, on mail-parser.
 //! - [`convert`]: model values to and from imap-types.
+//! - [`cte`]: transfer-encoding decoding for BINARY (RFC 3516).
 //! - [`tls`]: rustls: the certificate and key from PEM files, and the plaintext-or-TLS
 //!   connection stream (`--imaps`, STARTTLS).
 //! - [`auth`]: argon2 password hashes, SASL PLAIN, the delay after a failure.
@@ -25,6 +26,7 @@
 pub mod auth;
 pub mod cmd;
 pub mod convert;
+pub mod cte;
 pub mod mime;
 pub mod modseq;
 pub mod mutf7;

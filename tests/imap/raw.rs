@@ -400,3 +400,57 @@ fn clients_that_reset_the_connection_never_stop_the_node() {
     assert!(r.last().unwrap().starts_with("f1 OK"), "{r:?}");
     c.stop(0);
 }
+
+/// BINARY (RFC 3516): parts with their transfer encoding undone, BINARY.SIZE, partials,
+/// PEEK or not, and NO [UNKNOWN-CTE] for an encoding it cannot undo.
+#[test]
+fn binary_fetches_decoded_parts() {
+    let mut c = cluster(1);
+    c.start(0, &[]);
+    let addr = imap_addr(&c, 0);
+    let msg = "From: a@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+        --b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+        aGVs\r\nbG8A/w==\r\n\
+        --b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+        caf=C3=A9 =\r\nsoft\r\n\
+        --b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-unknown\r\n\r\n\
+        zzz\r\n\
+        --b--\r\n";
+    let mut conn = Conn::open(&addr);
+    let login = format!("a1 LOGIN alice \"{PASSWORD}\"\r\n");
+    let r = conn.exchange("a1", login.as_bytes(), None);
+    assert!(r.last().unwrap().starts_with("a1 OK"), "{r:?}");
+    let caps = conn.exchange("a2", b"a2 CAPABILITY\r\n", None);
+    assert!(caps[0].contains(" BINARY"), "{caps:?}");
+    let append = format!("a3 APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len());
+    let r = conn.exchange("a3", append.as_bytes(), None);
+    assert!(r.last().unwrap().starts_with("a3 OK"), "{r:?}");
+    let r = conn.exchange("a4", b"a4 SELECT INBOX\r\n", None);
+    assert!(r.last().unwrap().starts_with("a4 OK"), "{r:?}");
+    let r = conn.exchange(
+        "a5",
+        b"a5 UID FETCH 1:* (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.SIZE[2] BINARY.PEEK[2] BINARY.PEEK[2]<2.3>)\r\n",
+        None,
+    );
+    let joined = r.concat();
+    assert!(joined.contains("BINARY.SIZE[1] 7 "), "{joined:?}");
+    // The CRLF before a boundary belongs to the boundary (RFC 2046 5.1.1).
+    assert!(joined.contains("BINARY.SIZE[2] 10 "), "{joined:?}");
+    assert!(joined.contains("hello\0"), "{joined:?}");
+    assert!(joined.contains("~{10}\r\ncafé soft "), "{joined:?}");
+    assert!(joined.contains("~{3}\r\nfé"), "partial <2.3>: {joined:?}");
+    assert!(r.last().unwrap().starts_with("a5 OK"), "{r:?}");
+    assert!(!joined.contains("\\Seen"), "PEEK sets nothing: {joined:?}");
+    // The part in an unknown encoding: NO [UNKNOWN-CTE].
+    let r = conn.exchange("a6", b"a6 UID FETCH 1 (BINARY.PEEK[3])\r\n", None);
+    assert!(
+        r.last().unwrap().starts_with("a6 NO [UNKNOWN-CTE]"),
+        "{r:?}"
+    );
+    // BINARY without PEEK sets \Seen, told with the response.
+    let r = conn.exchange("a7", b"a7 UID FETCH 1 (BINARY[1])\r\n", None);
+    assert!(r.concat().contains("\\Seen"), "{r:?}");
+    assert!(r.last().unwrap().starts_with("a7 OK"), "{r:?}");
+    c.stop(0);
+}

@@ -21,6 +21,7 @@ pub fn capabilities(s: &Session) -> Vec1<Capability<'static>> {
         Capability::Namespace,
         Capability::Id,
         Capability::CondStore,
+        Capability::Binary,
         Capability::QResync,
     ];
     if s.ctx.plaintext_ok {

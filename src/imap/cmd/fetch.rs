@@ -12,10 +12,12 @@ use crate::model::{Flag, FlagSet, Uid};
 use crate::node::FlagOp;
 use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::core::{LiteralMode, NString8};
+use imap_codec::imap_types::extensions::binary::Literal8;
 use imap_codec::imap_types::fetch::{
     Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName as Name,
 };
-use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::SequenceSet;
 use std::num::{NonZeroU32, NonZeroU64};
 
@@ -61,13 +63,18 @@ fn needs_body(n: &Name<'_>) -> bool {
             | Name::Rfc822
             | Name::Rfc822Header
             | Name::Rfc822Text
+            | Name::Binary { .. }
+            | Name::BinarySize { .. }
     )
 }
 
 fn sets_seen(n: &Name<'_>) -> bool {
     matches!(
         n,
-        Name::BodyExt { peek: false, .. } | Name::Rfc822 | Name::Rfc822Text
+        Name::BodyExt { peek: false, .. }
+            | Name::Binary { peek: false, .. }
+            | Name::Rfc822
+            | Name::Rfc822Text
     )
 }
 
@@ -146,12 +153,6 @@ pub async fn fetch(
     if by_uid && !names.iter().any(|n| matches!(n, Name::Uid)) {
         names.insert(0, Name::Uid);
     }
-    if names
-        .iter()
-        .any(|n| matches!(n, Name::Binary { .. } | Name::BinarySize { .. }))
-    {
-        return Reply::bad("BINARY is not supported");
-    }
     let body = names.iter().any(needs_body);
     // Metadata only: each response is encoded straight into bytes (`fetch_meta`).
     let meta = super::fetch_meta::eligible(&names);
@@ -159,6 +160,7 @@ pub async fn fetch(
     let (a, name, id) = (account.clone(), mailbox.name.clone(), mailbox.id);
     let now = crate::node::daemon::now();
     let mut wrote = false;
+    let mut cte_ok = true;
     let issuer = s.ctx.issuer;
     s.condstore |= condstore_now;
     for chunk in uids.chunks(if body { BATCH } else { META_BATCH }) {
@@ -213,24 +215,31 @@ pub async fn fetch(
         };
         for g in got {
             wrote |= g.seen_now;
-            respond(s, &names, g, issuer, meta);
+            cte_ok &= respond(s, &names, g, issuer, meta);
         }
     }
     if wrote {
         s.wrote();
     }
+    if !cte_ok {
+        // RFC 3516 4.3: the other items were sent; BINARY of such a part cannot be.
+        return Reply::no("a part has a Content-Transfer-Encoding BINARY cannot decode")
+            .code(Code::UnknownCte);
+    }
     Reply::ok("FETCH completed")
 }
 
-/// Queues the FETCH response of one message.
-fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, meta: bool) {
+/// Queues the FETCH response of one message; false if a BINARY item met a transfer
+/// encoding it cannot undo (that item is left out).
+fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, meta: bool) -> bool {
+    let mut unknown_cte = false;
     let condstore = s.condstore;
     let wire = NonZeroU64::new(issuer.wire(g.row.modseq.get())).unwrap_or(NonZeroU64::MIN);
     let Some(sel) = s.selected() else {
-        return;
+        return true;
     };
     let Some(seq) = sel.seq_of(g.uid) else {
-        return;
+        return true;
     };
     if meta && !g.seen_now {
         if names.iter().any(|n| matches!(n, Name::Flags)) {
@@ -238,7 +247,7 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, met
         }
         let (flags, size) = (&g.row.flags, g.row.size);
         super::fetch_meta::encode(s.raw(), seq, g.uid, names, flags, size, wire.get());
-        return;
+        return true;
     }
     let empty = Vec::new();
     let raw = g.raw.as_ref().unwrap_or(&empty);
@@ -296,7 +305,38 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, met
                 Some(m) => MessageDataItem::Rfc822Text(nstring(m.body_bytes())),
                 None => continue,
             },
-            Name::Binary { .. } | Name::BinarySize { .. } => continue,
+            Name::Binary {
+                section, partial, ..
+            } => {
+                let Some(m) = &mime else { continue };
+                let Ok(mut data) = m.binary(section) else {
+                    unknown_cte = true;
+                    continue;
+                };
+                if let Some((origin, len)) = partial {
+                    let start = (*origin as usize).min(data.len());
+                    let end = start.saturating_add(len.get() as usize).min(data.len());
+                    data = data[start..end].to_vec();
+                }
+                MessageDataItem::Binary {
+                    section: section.clone(),
+                    value: NString8::Literal8(Literal8 {
+                        data: data.into(),
+                        mode: LiteralMode::Sync,
+                    }),
+                }
+            }
+            Name::BinarySize { section } => {
+                let Some(m) = &mime else { continue };
+                let Ok(data) = m.binary(section) else {
+                    unknown_cte = true;
+                    continue;
+                };
+                MessageDataItem::BinarySize {
+                    section: section.clone(),
+                    size: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                }
+            }
         };
         items.push(item);
     }
@@ -314,4 +354,5 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, met
     if let Ok(items) = Vec1::try_from(items) {
         s.data(Data::Fetch { seq, items });
     }
+    !unknown_cte
 }
