@@ -258,10 +258,12 @@ impl Account {
                 let m = own.entry(o).or_insert(v);
                 *m = (*m).max(v);
             }
-            let slot = pairs.entry(name).or_default().entry(v).or_insert(owner);
-            if slot.is_none() {
-                *slot = owner;
-            }
+            pairs
+                .entry(name)
+                .or_default()
+                .entry(v)
+                .and_modify(|o| *o = o.or(owner))
+                .or_insert(owner);
         }
         let entries = entries
             .into_iter()

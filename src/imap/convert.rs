@@ -34,6 +34,9 @@ pub fn text(s: impl AsRef<str>) -> Text<'static> {
 
 /// A stored flag as IMAP sends it.
 pub fn flag_out(f: &Flag) -> Option<ImapFlag<'static>> {
+    if !sendable(f) {
+        return None;
+    }
     Some(match f.as_str() {
         "\\Seen" => ImapFlag::Seen,
         "\\Answered" => ImapFlag::Answered,
@@ -42,6 +45,16 @@ pub fn flag_out(f: &Flag) -> Option<ImapFlag<'static>> {
         "\\Draft" => ImapFlag::Draft,
         k => ImapFlag::Keyword(Atom::try_from(k.to_string()).ok()?),
     })
+}
+
+/// Whether IMAP can send a stored flag: a system flag, or a keyword that is an atom (others
+/// are left out of FLAGS). Allocates nothing (FETCH's metadata encoder asks per flag).
+pub fn sendable(f: &Flag) -> bool {
+    let s = f.as_str();
+    matches!(
+        s,
+        "\\Seen" | "\\Answered" | "\\Flagged" | "\\Deleted" | "\\Draft"
+    ) || Atom::validate(s).is_ok()
 }
 
 /// A FETCH `FLAGS` item.

@@ -229,6 +229,18 @@ pub async fn fetch(
     Reply::ok("FETCH completed")
 }
 
+/// The `<origin.length>` part of `data` (all of it without a partial; empty past the end).
+fn cut(data: Vec<u8>, partial: Option<(u32, NonZeroU32)>) -> Vec<u8> {
+    match partial {
+        None => data,
+        Some((origin, len)) => {
+            let start = (origin as usize).min(data.len());
+            let end = start.saturating_add(len.get() as usize).min(data.len());
+            data[start..end].to_vec()
+        }
+    }
+}
+
 /// Queues the FETCH response of one message; false if a BINARY item met a transfer
 /// encoding it cannot undo (that item is left out).
 fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, meta: bool) -> bool {
@@ -282,17 +294,11 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, met
                 section, partial, ..
             } => {
                 let Some(m) = &mime else { continue };
-                let mut data = m.section(section.as_ref());
-                // The origin is the octet asked for, even past the end (RFC 3501 7.4.2).
-                let origin = partial.map(|(origin, len)| {
-                    let start = (origin as usize).min(data.len());
-                    let end = start.saturating_add(len.get() as usize).min(data.len());
-                    data = data[start..end].to_vec();
-                    origin
-                });
+                let data = cut(m.section(section.as_ref()), *partial);
                 MessageDataItem::BodyExt {
                     section: section.clone(),
-                    origin,
+                    // The origin is the octet asked for, even past the end (RFC 3501 7.4.2).
+                    origin: partial.map(|(origin, _)| origin),
                     data: nstring(&data),
                 }
             }
@@ -309,19 +315,14 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, met
                 section, partial, ..
             } => {
                 let Some(m) = &mime else { continue };
-                let Ok(mut data) = m.binary(section) else {
+                let Ok(data) = m.binary(section) else {
                     unknown_cte = true;
                     continue;
                 };
-                if let Some((origin, len)) = partial {
-                    let start = (*origin as usize).min(data.len());
-                    let end = start.saturating_add(len.get() as usize).min(data.len());
-                    data = data[start..end].to_vec();
-                }
                 MessageDataItem::Binary {
                     section: section.clone(),
                     value: NString8::Literal8(Literal8 {
-                        data: data.into(),
+                        data: cut(data, *partial).into(),
                         mode: LiteralMode::Sync,
                     }),
                 }

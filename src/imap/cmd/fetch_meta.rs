@@ -6,8 +6,8 @@
 //! below compares them on random rows), and a flag that imap-codec would leave out (not an
 //! atom) is left out here too.
 
+use crate::imap::convert::sendable;
 use crate::model::{FlagSet, Uid};
-use imap_codec::imap_types::core::Atom;
 use imap_codec::imap_types::fetch::MessageDataItemName as Name;
 use std::io::Write;
 use std::num::NonZeroU32;
@@ -41,20 +41,12 @@ pub fn encode(
             Name::Flags => {
                 out.extend_from_slice(b"FLAGS (");
                 let mut first = true;
-                for f in flags.iter() {
-                    let s = f.as_str();
-                    let system = matches!(
-                        s,
-                        "\\Seen" | "\\Answered" | "\\Flagged" | "\\Deleted" | "\\Draft"
-                    );
-                    if !system && Atom::validate(s).is_err() {
-                        continue;
-                    }
+                for f in flags.iter().filter(|f| sendable(f)) {
                     if !first {
                         out.push(b' ');
                     }
                     first = false;
-                    out.extend_from_slice(s.as_bytes());
+                    out.extend_from_slice(f.as_str().as_bytes());
                 }
                 out.push(b')');
                 Ok(())
