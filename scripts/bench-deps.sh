@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# What the cluster benchmarks need besides Rust: Dovecot (for the dsync comparison) and an
+# What the benchmarks need besides Rust: Dovecot (dsync, doveadm backup and the IMAP server) and an
 # unprivileged user its mail processes run as. Idempotent.
 set -euo pipefail
-if ! command -v doveadm >/dev/null; then
+if ! command -v doveadm >/dev/null || [ ! -x /usr/lib/dovecot/imap ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-core
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-core dovecot-imapd
 fi
 # Debian starts a system-wide Dovecot on install; the bench runs its own instances.
 (systemctl stop dovecot 2>/dev/null || service dovecot stop 2>/dev/null || true) >/dev/null

@@ -6,7 +6,7 @@
 //! - [`crdt`]: the sans-IO core: segment and account documents on automerge, the mailbox
 //!   causal context, the UID engine (claims, dead UIDs, renumbering), flags, expunges, digest.
 //! - [`store`]: the storage trait, sled and in-memory engines, the typed tables (document
-//!   chunks, the mailbox view, blobs, identity, sync state).
+//!   chunks, the mailbox view and its rows read in place, blobs, identity, sync state).
 //! - [`sync`]: per-peer, per-document automerge sync sessions.
 //! - [`net`]: the libp2p network (swarm, protocol, event loop and its client handle); it
 //!   knows nothing of replicas.

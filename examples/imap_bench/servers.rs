@@ -30,9 +30,12 @@ impl Server {
         let mut total = stat_secs(pid, 11, 12);
         if self.tree {
             total += stat_secs(pid, 13, 14);
+            // A process that exits between the listing and the read has no stat (NaN):
+            // its time shows in the master's children's time once it is reaped.
             total += descendants(pid)
                 .into_iter()
                 .map(|p| stat_secs(p, 11, 12))
+                .filter(|t| t.is_finite())
                 .sum::<f64>();
         }
         total

@@ -34,7 +34,7 @@ pub fn text(s: impl AsRef<str>) -> Text<'static> {
 
 /// A stored flag as IMAP sends it.
 pub fn flag_out(f: &Flag) -> Option<ImapFlag<'static>> {
-    if !sendable(f) {
+    if !sendable(f.as_str()) {
         return None;
     }
     Some(match f.as_str() {
@@ -49,8 +49,7 @@ pub fn flag_out(f: &Flag) -> Option<ImapFlag<'static>> {
 
 /// Whether IMAP can send a stored flag: a system flag, or a keyword that is an atom (others
 /// are left out of FLAGS). Allocates nothing (FETCH's metadata encoder asks per flag).
-pub fn sendable(f: &Flag) -> bool {
-    let s = f.as_str();
+pub fn sendable(s: &str) -> bool {
     matches!(
         s,
         "\\Seen" | "\\Answered" | "\\Flagged" | "\\Deleted" | "\\Draft"

@@ -83,13 +83,28 @@ impl Selected {
         rows: &[Current],
         seen: u64,
     ) -> Selected {
+        let uids = rows.iter().map(|r| r.uid).collect();
+        let modseqs = rows.iter().map(|r| r.modseq).collect();
+        Selected::of_parts(name, id, uidvalidity, read_only, uids, modseqs, seen)
+    }
+
+    /// [`Selected::new`] from the UIDs (ascending) and their MODSEQs.
+    pub fn of_parts(
+        name: MailboxName,
+        id: MailboxId,
+        uidvalidity: u32,
+        read_only: bool,
+        uids: Vec<Uid>,
+        modseqs: Vec<u64>,
+        seen: u64,
+    ) -> Selected {
         Selected {
             name,
             id,
             uidvalidity,
             read_only,
-            uids: rows.iter().map(|r| r.uid).collect(),
-            modseqs: rows.iter().map(|r| r.modseq).collect(),
+            uids,
+            modseqs,
             dirty: false,
             seen,
             gone: Vec::new(),
@@ -127,6 +142,18 @@ impl Selected {
             .binary_search(&uid)
             .ok()
             .and_then(|i| NonZeroU32::new(i as u32 + 1))
+    }
+
+    /// The sequence numbers of `uids` (ascending, each one the selection knows), by one
+    /// walk instead of a search per UID.
+    pub fn seqs_of(&self, uids: &[Uid]) -> Vec<NonZeroU32> {
+        let mut out = Vec::with_capacity(uids.len());
+        let mut i = 0;
+        for &u in uids {
+            i += self.uids[i..].partition_point(|&k| k < u);
+            out.push(NonZeroU32::new(i as u32 + 1).unwrap_or(NonZeroU32::MIN));
+        }
+        out
     }
 
     /// The UID at a sequence number.
@@ -195,6 +222,13 @@ impl Selected {
                 }
             }
             Ok(out.into_iter().collect())
+        }
+    }
+
+    /// [`Selected::told`] by sequence number.
+    pub fn told_at(&mut self, seq: NonZeroU32, modseq: u64) {
+        if let Some(m) = self.modseqs.get_mut(seq.get() as usize - 1) {
+            *m = (*m).max(modseq);
         }
     }
 
@@ -422,5 +456,16 @@ mod tests {
         let empty = sel(&[]);
         assert!(empty.resolve(&set("1:*"), false).unwrap().is_empty());
         assert!(empty.resolve(&set("1:*"), true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn seqs_of_walks_to_what_seq_of_finds() {
+        let s = sel(&[cur(4, 1), cur(9, 1), cur(12, 1), cur(13, 1), cur(40, 1)]);
+        let u = |v: &[u32]| v.iter().map(|&x| Uid::new(x).unwrap()).collect::<Vec<_>>();
+        for ask in [vec![4, 9, 12, 13, 40], vec![9, 40], vec![13], vec![]] {
+            let ask = u(&ask);
+            let want: Vec<_> = ask.iter().map(|x| s.seq_of(*x).unwrap()).collect();
+            assert_eq!(s.seqs_of(&ask), want, "{ask:?}");
+        }
     }
 }

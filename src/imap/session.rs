@@ -331,6 +331,14 @@ impl Session {
         }
     }
 
+    /// Queues bytes already encoded (see [`Session::raw`]) without copying them.
+    pub fn push_raw(&mut self, bytes: Vec<u8>) {
+        match self.out.last_mut() {
+            Some(Out::Raw(b)) => b.extend_from_slice(&bytes),
+            _ => self.out.push(Out::Raw(bytes)),
+        }
+    }
+
     /// Queues an untagged status.
     pub fn untagged(&mut self, r: Reply) {
         self.out

@@ -8,6 +8,7 @@
 pub mod changes;
 mod mem;
 pub mod packs;
+pub mod rows_ref;
 mod sled_kv;
 pub mod tables;
 

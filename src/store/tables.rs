@@ -73,7 +73,7 @@ fn key_msg(mb: &MailboxId, g: &Guid) -> Vec<u8> {
 fn key_claims(mb: &MailboxId, uid: Uid) -> Vec<u8> {
     [b"U".as_slice(), mb.as_bytes(), &uid.get().to_be_bytes()].concat()
 }
-fn key_row_block(mb: &MailboxId, block: u32) -> Vec<u8> {
+pub(crate) fn key_row_block(mb: &MailboxId, block: u32) -> Vec<u8> {
     [b"R".as_slice(), mb.as_bytes(), &block.to_be_bytes()].concat()
 }
 /// The key of the row block holding `uid`.

@@ -118,7 +118,7 @@ pub async fn fetch(
         let got = s
             .call(move |r| {
                 let since = super::qresync::since(r, &id, issuer, cs)?;
-                super::qresync::vanished(r, &id, since, Some(&scope))
+                super::qresync::vanished(r, &id, since, Some(&scope), None)
             })
             .await;
         let gone = match got {
@@ -163,6 +163,13 @@ pub async fn fetch(
     let mut cte_ok = true;
     let issuer = s.ctx.issuer;
     s.condstore |= condstore_now;
+    if meta {
+        // Never sets \Seen (no body item): read and encoded on the replica thread.
+        return match super::fetch_meta::fetch(s, names, &uids, id, changed_since, issuer).await {
+            Ok(()) => Reply::ok("FETCH completed"),
+            Err(r) => r,
+        };
+    }
     for chunk in uids.chunks(if body { BATCH } else { META_BATCH }) {
         let chunk = chunk.to_vec();
         let (a, name) = (a.clone(), name.clone());
@@ -215,7 +222,7 @@ pub async fn fetch(
         };
         for g in got {
             wrote |= g.seen_now;
-            cte_ok &= respond(s, &names, g, issuer, meta);
+            cte_ok &= respond(s, &names, g, issuer);
         }
     }
     if wrote {
@@ -243,7 +250,7 @@ fn cut(data: Vec<u8>, partial: Option<(u32, NonZeroU32)>) -> Vec<u8> {
 
 /// Queues the FETCH response of one message; false if a BINARY item met a transfer
 /// encoding it cannot undo (that item is left out).
-fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, meta: bool) -> bool {
+fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer) -> bool {
     let mut unknown_cte = false;
     let condstore = s.condstore;
     let wire = NonZeroU64::new(issuer.wire(g.row.modseq.get())).unwrap_or(NonZeroU64::MIN);
@@ -253,14 +260,6 @@ fn respond(s: &mut Session, names: &[Name<'static>], g: Got, issuer: Issuer, met
     let Some(seq) = sel.seq_of(g.uid) else {
         return true;
     };
-    if meta && !g.seen_now {
-        if names.iter().any(|n| matches!(n, Name::Flags)) {
-            sel.told(g.uid, g.row.modseq.get());
-        }
-        let (flags, size) = (&g.row.flags, g.row.size);
-        super::fetch_meta::encode(s.raw(), seq, g.uid, names, flags, size, wire.get());
-        return true;
-    }
     let empty = Vec::new();
     let raw = g.raw.as_ref().unwrap_or(&empty);
     let mime = g.raw.as_ref().map(|r| Mime::parse(r));

@@ -45,12 +45,14 @@ impl Since {
 
 /// The UIDs to send as `VANISHED (EARLIER)`: those of `scope` (the client's known-uids, or
 /// the UIDs a UID FETCH names; `None`: every UID) that vanished since `since`. Runs on the
-/// replica thread, so it sees the same state as the rows read in the same job.
+/// replica thread, so it sees the same state as the rows read in the same job; `present`
+/// are the visible UIDs when that job already read them.
 pub fn vanished(
     r: &mut Replica,
     id: &MailboxId,
     since: Since,
     scope: Option<&Ranges>,
+    present: Option<&[Uid]>,
 ) -> Result<Ranges, NodeError> {
     if let Since::Local(c) = since {
         let got = crate::store::changes::since(r.kv(), id, c)?;
@@ -80,8 +82,11 @@ pub fn vanished(
         vec![]
     };
     let scope = scope.unwrap_or(&all);
+    if let Some(p) = present {
+        return Ok(uidset::minus(scope, p));
+    }
     let mut present = Vec::new();
-    crate::store::tables::each_row(r.kv(), id, &mut |u, _| {
+    crate::store::rows_ref::each_row_ref(r.kv(), id, &mut |u, _| {
         present.push(u);
         true
     })?;

@@ -3,13 +3,16 @@
 use super::qresync::{self, Since};
 use crate::imap::convert::{flag_out, mailbox_in};
 use crate::imap::selected::{flags_data, Current, Selected};
-use crate::imap::session::{current, Reply, Session, State};
+use crate::imap::session::{Reply, Session, State};
 use crate::imap::uidset::{self, Ranges};
-use crate::model::{Flag, MailboxId};
+use crate::model::{Flag, FlagSet, MailboxId, Uid};
+use crate::node::{NodeError, Replica};
+use crate::store::rows_ref::each_row_ref;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::flag::{Flag as ImapFlag, FlagPerm};
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data};
+use std::collections::BTreeSet;
 use std::num::{NonZeroU32, NonZeroU64};
 
 const SYSTEM: [ImapFlag<'static>; 5] = [
@@ -19,6 +22,58 @@ const SYSTEM: [ImapFlag<'static>; 5] = [
     ImapFlag::Seen,
     ImapFlag::Draft,
 ];
+
+/// What SELECT needs of every visible row, read in place on the replica thread (no row
+/// is decoded into owned values: a SELECT of 100k messages is one pass over the blocks).
+struct Scan {
+    uids: Vec<Uid>,
+    modseqs: Vec<u64>,
+    /// Keywords in use, sorted.
+    keywords: BTreeSet<Flag>,
+    /// Index of the first message without `\Seen`.
+    first_unseen: Option<usize>,
+    /// Under QRESYNC: the rows changed since the client's value, with their index.
+    changed: Vec<(usize, Current)>,
+}
+
+impl Scan {
+    fn read(r: &mut Replica, id: &MailboxId, since: Option<Since>) -> Result<Scan, NodeError> {
+        let mut scan = Scan {
+            uids: Vec::new(),
+            modseqs: Vec::new(),
+            keywords: BTreeSet::new(),
+            first_unseen: None,
+            changed: Vec::new(),
+        };
+        let mut kw_seen: Vec<String> = Vec::new();
+        each_row_ref(r.kv(), id, &mut |uid, row| {
+            let i = scan.uids.len();
+            let modseq = row.modseq.get();
+            scan.uids.push(uid);
+            scan.modseqs.push(modseq);
+            if scan.first_unseen.is_none() && !row.flags.contains("\\Seen") {
+                scan.first_unseen = Some(i);
+            }
+            for f in row.flags.iter().filter(|f| !f.starts_with('\\')) {
+                // Few distinct keywords: a linear check before allocating one.
+                if !kw_seen.iter().any(|k| k == f) {
+                    kw_seen.push(f.to_string());
+                    scan.keywords.extend(Flag::try_from(f).ok());
+                }
+            }
+            if since.is_some_and(|s| s.changed(modseq)) {
+                let flags: FlagSet = row
+                    .flags
+                    .iter()
+                    .filter_map(|f| Flag::try_from(f).ok())
+                    .collect();
+                scan.changed.push((i, Current { uid, modseq, flags }));
+            }
+            true
+        })?;
+        Ok(scan)
+    }
+}
 
 pub async fn select(
     s: &mut Session,
@@ -74,18 +129,24 @@ pub async fn select(
                 return Ok(None);
             };
             let id = MailboxId::try_from(st.id.as_str())?;
-            let rows = current(r, &id)?;
-            let resync = match cache {
-                Some((uv, m, known)) if uv == st.uidvalidity => {
-                    let since = Since::of(issuer, m, st.highest_modseq);
-                    Some((since, qresync::vanished(r, &id, since, known.as_ref())?))
+            let since = match cache {
+                Some((uv, m, _)) if uv == st.uidvalidity => {
+                    Some(Since::of(issuer, m, st.highest_modseq))
                 }
                 _ => None,
             };
-            Ok(Some((st, id, rows, resync)))
+            let scan = Scan::read(r, &id, since)?;
+            let resync = match (since, cache) {
+                (Some(since), Some((_, _, known))) => {
+                    let gone = qresync::vanished(r, &id, since, known.as_ref(), Some(&scan.uids))?;
+                    Some(gone)
+                }
+                _ => None,
+            };
+            Ok(Some((st, id, scan, resync)))
         })
         .await;
-    let (st, id, rows, resync) = match got {
+    let (st, id, scan, resync) = match got {
         Ok(Some(x)) => x,
         Ok(None) => {
             return Reply::no(format!("no mailbox {:?}", name.to_string())).other("NONEXISTENT")
@@ -94,23 +155,11 @@ pub async fn select(
     };
     let mut flags: Vec<ImapFlag<'static>> = SYSTEM.to_vec();
     // Keywords in use are announced with the system flags.
-    let mut keywords = std::collections::BTreeSet::<Flag>::new();
-    for r in &rows {
-        keywords.extend(
-            r.flags
-                .iter()
-                .filter(|f| !f.as_str().starts_with('\\'))
-                .cloned(),
-        );
-    }
-    flags.extend(keywords.iter().filter_map(flag_out));
+    flags.extend(scan.keywords.iter().filter_map(flag_out));
     s.data(Data::Flags(flags.clone()));
-    s.data(Data::Exists(rows.len() as u32));
+    s.data(Data::Exists(scan.uids.len() as u32));
     s.data(Data::Recent(0));
-    if let Some(i) = rows
-        .iter()
-        .position(|r: &Current| !r.flags.contains(&Flag::seen()))
-    {
+    if let Some(i) = scan.first_unseen {
         if let Some(seq) = NonZeroU32::new(i as u32 + 1) {
             s.untagged(Reply::ok(format!("First unseen: {seq}")).code(Code::Unseen(seq)));
         }
@@ -133,30 +182,29 @@ pub async fn select(
     }
     // QRESYNC: the UIDs to forget, then every message changed since the client's value
     // (RFC 7162 3.2.5.1), with this selection's sequence numbers.
-    if let Some((since, gone)) = resync {
+    if let Some(gone) = resync {
         if let Some(known_uids) = uidset::to_set(&gone) {
             s.data(Data::Vanished {
                 earlier: true,
                 known_uids,
             });
         }
-        for (i, c) in rows.iter().enumerate() {
-            if since.changed(c.modseq) {
-                if let Some(seq) = NonZeroU32::new(i as u32 + 1) {
-                    let m = Some(s.ctx.issuer.wire(c.modseq));
-                    s.data(flags_data(seq, c.uid, &c.flags, m));
-                }
+        for (i, c) in &scan.changed {
+            if let Some(seq) = NonZeroU32::new(*i as u32 + 1) {
+                let m = Some(s.ctx.issuer.wire(c.modseq));
+                s.data(flags_data(seq, c.uid, &c.flags, m));
             }
         }
     }
     s.state = State::Selected {
         account,
-        mailbox: Selected::new(
+        mailbox: Selected::of_parts(
             name,
             id,
             st.uidvalidity,
             read_only,
-            &rows,
+            scan.uids,
+            scan.modseqs,
             st.highest_modseq,
         ),
     };
