@@ -7,6 +7,7 @@ use crate::crdt::meta::ChangeMeta;
 use crate::model::{AccountName, BlobId, MailboxId, NodeId};
 use crate::net::protocol::{MAX_ATTACHED_BLOBS, MAX_ATTACHED_BYTES};
 use crate::store::{tables, Tx};
+use automerge::ChangeHash;
 
 /// A message with more new changes than this is a catch-up, not a live push: its blobs
 /// are fetched (looking them up would cost more than it saves).
@@ -113,7 +114,6 @@ impl Replica {
         doc: &str,
     ) -> Result<Option<Generated>, NodeError> {
         let segment = matches!(parse_doc_id(doc), Some(DocKind::Segment(..)));
-        // Not flushed, as in `sync_generate`: a session's persisted part only saves work.
         self.write_with(false, |r, tx| {
             let mut session = r.session(tx, peer, doc)?;
             let mut out = None;
@@ -131,12 +131,12 @@ impl Replica {
                     out = Some((msg, ids));
                 }
             }
+            // Generating never changes the persistent part of a session (the heads both
+            // sides share; only a received message moves them): nothing to write.
+            r.cache_session(peer, doc, session);
             let Some((msg, ids)) = out else {
-                // Nothing to say leaves the session as it was: nothing to persist.
-                r.cache_session(peer, doc, session);
                 return Ok(None);
             };
-            r.keep_session(tx, peer, doc, session);
             let mut blobs = Vec::new();
             let mut bytes = 0;
             for id in ids.into_iter().take(MAX_ATTACHED_BLOBS) {
@@ -178,6 +178,24 @@ impl Replica {
         self.deliver(tx, mb, now)?;
         missing.retain(|b| !stored.contains(b));
         Ok(missing)
+    }
+
+    /// Whether an announcement that a peer's `doc` has `heads` is worth a sync with it:
+    /// this node would take the document from a peer ([`Replica::accepts_doc`]) and may
+    /// lack some of those changes. When it has every announced head it has all the peer
+    /// has: an announcement of a busy document is often older than what this node already
+    /// holds, and syncing it would only send the peer what it gets anyway. A document
+    /// that is not open is not loaded to tell (that can take 0.1 s): it may lack them.
+    pub fn wants_announced(&mut self, doc: &str, heads: &[[u8; 32]]) -> Result<bool, NodeError> {
+        if self.accepts_doc(doc)?.is_err() {
+            return Ok(false);
+        }
+        Ok(match self.open_doc(doc) {
+            Some(am) => heads
+                .iter()
+                .any(|h| am.get_change_meta_by_hash(&ChangeHash(*h)).is_none()),
+            None => true,
+        })
     }
 
     /// Whether a peer may sync document `doc` into this replica: a well-formed id of an

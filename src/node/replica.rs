@@ -370,6 +370,11 @@ impl Replica {
         Ok(self.docs.get_mut(id))
     }
 
+    /// A document if it is open (never loads one).
+    pub(crate) fn open_doc(&mut self, id: &str) -> Option<&mut AutoCommit> {
+        self.docs.get_mut(id).map(|(am, _)| am)
+    }
+
     /// Closes the least recently used documents until the open ones fit the budget.
     fn evict_docs(&mut self) {
         let budget = self.opts.doc_cache_bytes();
@@ -694,7 +699,14 @@ impl Replica {
         let before = am.get_heads();
         let received = session.receive_caught_up(am, msg);
         let new: Vec<ChangeHash> = am.get_changes(&before).iter().map(|c| c.hash()).collect();
-        self.keep_session(tx, peer, doc, session);
+        if new.is_empty() {
+            // The persisted part of a session only saves work on the next connection, and
+            // heads shared earlier are still shared: a message that brought nothing does
+            // not write it (the next one that brings changes does).
+            self.cache_session(peer, doc, session);
+        } else {
+            self.keep_session(tx, peer, doc, session);
+        }
         let caught_up = received?;
         if new.is_empty() {
             // Most messages of a live cluster only say what the peer has (the answer to

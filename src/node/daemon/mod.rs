@@ -418,7 +418,12 @@ impl Core {
                             .or_default()
                             .insert(acc.to_string());
                     }
-                    if self.may_sync(&doc).await? {
+                    let d = doc.clone();
+                    let wanted = self
+                        .replica
+                        .call(move |r| r.wants_announced(&d, &hs))
+                        .await??;
+                    if wanted {
                         self.poke(source, doc);
                     }
                 }
