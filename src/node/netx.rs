@@ -31,11 +31,13 @@ pub enum Received {
     /// (else it only told what the peer has). `new_account`: it brought an account this
     /// node did not have, whose mailboxes can be synced now.
     /// `caught_up`: it brought changes and this node now has the sender's heads (the
-    /// answer only acknowledges, so it can wait).
+    /// answer only acknowledges, so it can wait). `attached`: blobs and bytes stored from
+    /// those that came with it.
     Applied {
         missing: Vec<BlobId>,
         changed: bool,
         caught_up: bool,
+        attached: (u64, u64),
         new_account: bool,
     },
 }
@@ -81,6 +83,7 @@ impl Replica {
                             Received::Applied {
                                 changed: got.is_some(),
                                 caught_up: got.as_ref().is_some_and(|g| g.caught_up),
+                                attached: got.as_ref().map_or((0, 0), |g| g.attached),
                                 new_account: new_account && got.is_some(),
                                 missing: got.map(|g| g.missing).unwrap_or_default(),
                             }
@@ -154,8 +157,8 @@ impl Replica {
 
     /// Stores the blobs that came with a sync message and that its new changes lack
     /// (`missing`, sorted), and delivers what they complete; returns the blobs still
-    /// missing. A blob that does not match its id, or that no new change names, is not
-    /// stored.
+    /// missing, and the blobs and bytes stored. A blob that does not match its id, or that
+    /// no new change names, is not stored.
     pub(crate) fn take_attached(
         &mut self,
         tx: &mut Tx<'_>,
@@ -163,21 +166,23 @@ impl Replica {
         mut missing: Vec<BlobId>,
         blobs: &[(BlobId, Vec<u8>)],
         now: i64,
-    ) -> Result<Vec<BlobId>, NodeError> {
+    ) -> Result<(Vec<BlobId>, (u64, u64)), NodeError> {
         let mut stored = Vec::new();
+        let mut bytes_stored = 0;
         for (id, bytes) in blobs {
             if missing.binary_search(id).is_ok() && self.put_blob(id, bytes)? {
                 stored.push(*id);
+                bytes_stored += bytes.len() as u64;
             }
         }
         if stored.is_empty() {
-            return Ok(missing);
+            return Ok((missing, (0, 0)));
         }
         // The blobs are in the pack before the view names them, and the caller's flush
         // syncs the packs before the store: blobs before claims.
         self.deliver(tx, mb, now)?;
         missing.retain(|b| !stored.contains(b));
-        Ok(missing)
+        Ok((missing, (stored.len() as u64, bytes_stored)))
     }
 
     /// Whether an announcement that a peer's `doc` has `heads` is worth a sync with it:

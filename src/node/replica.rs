@@ -719,11 +719,16 @@ impl Replica {
             return Ok(Some(Got {
                 missing: Vec::new(),
                 caught_up,
+                attached: (0, 0),
             }));
         };
         let missing = self.receive_pending(tx, &mb, doc, &new, now)?;
-        let missing = self.take_attached(tx, &mb, missing, blobs, now)?;
-        Ok(Some(Got { missing, caught_up }))
+        let (missing, attached) = self.take_attached(tx, &mb, missing, blobs, now)?;
+        Ok(Some(Got {
+            missing,
+            caught_up,
+            attached,
+        }))
     }
 
     /// Queues view events of mailbox `mb` made by the running transaction (`remote`: by a
@@ -766,6 +771,8 @@ pub(crate) struct Got {
     pub missing: Vec<BlobId>,
     /// The document now has the sender's heads (see [`DocSession::receive_caught_up`]).
     pub caught_up: bool,
+    /// Blobs and bytes stored from those that came with the message.
+    pub attached: (u64, u64),
 }
 
 /// A change to what a node shows in one mailbox.

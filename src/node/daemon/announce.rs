@@ -4,6 +4,7 @@
 //! and what was not pushed to every peer is announced over gossipsub.
 
 use super::*;
+use crate::net::protocol::DocHeads;
 
 impl Core {
     /// Re-reads the heads of the documents saved since the last call (all of them the first
@@ -43,13 +44,20 @@ impl Core {
                 let acc = doc_account(&doc);
                 // Changes received from a peer are announced, not pushed on: in a full mesh
                 // every peer had them from their writer, and a second copy would cost each
-                // a message, an apply and an answer. A peer that lacks them pokes back.
+                // a message, an apply and an answer. A peer that lacks them pokes back. They
+                // are announced with the acknowledging answers (`relay_later`): in a full
+                // mesh the announcement tells nobody anything, so one per document every
+                // 100 ms instead of one per change; a chain of nodes pays that per hop.
                 let received = relayed.contains(&doc);
-                let mut everyone = !received;
+                if received {
+                    self.relay_later.insert(doc);
+                    continue;
+                }
+                let mut everyone = true;
                 for p in &peers {
                     let theirs = acc
                         .is_some_and(|a| self.peer_accounts.get(p).is_some_and(|s| s.contains(a)));
-                    if theirs && !received {
+                    if theirs {
                         self.poke(*p, doc.clone());
                     } else {
                         everyone = false;
@@ -60,6 +68,21 @@ impl Core {
                 }
             }
         }
+        self.announce(&announce);
+        Ok(())
+    }
+
+    /// Announces the documents changed by peers' messages since the last call, with their
+    /// heads now.
+    pub(super) fn announce_relayed(&mut self) {
+        let docs: Vec<DocHeads> = std::mem::take(&mut self.relay_later)
+            .into_iter()
+            .filter_map(|d| self.heads.get(&d).map(|hs| (d, hs.clone())))
+            .collect();
+        self.announce(&docs);
+    }
+
+    fn announce(&self, announce: &[DocHeads]) {
         for batch in announce.chunks(protocol::ANNOUNCE_BATCH) {
             tracing::debug!(docs = batch.len(), "announcing changed documents");
             self.net.publish(
@@ -69,6 +92,5 @@ impl Core {
                 .encode(),
             );
         }
-        Ok(())
     }
 }

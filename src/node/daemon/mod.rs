@@ -184,6 +184,7 @@ async fn serve(
         rotate: 0,
         incoming: Vec::new(),
         relayed: HashSet::new(),
+        relay_later: HashSet::new(),
         deferred: HashSet::new(),
     };
     core.refresh().await?;
@@ -233,6 +234,10 @@ async fn serve(
                 for (peer, doc) in std::mem::take(&mut core.deferred) {
                     core.poke(peer, doc);
                 }
+                if core.dirty {
+                    core.refresh().await?;
+                }
+                core.announce_relayed();
             }
         }
         if !core.incoming.is_empty() {
@@ -327,6 +332,8 @@ struct Core {
     incoming: Vec<Incoming>,
     /// Documents changed by peers' messages since the last refresh (announced, not pushed).
     relayed: HashSet<String>,
+    /// Of those, the ones to announce at the next [`ANSWER_EVERY`] tick.
+    relay_later: HashSet<String>,
     /// Answers that only acknowledge (see [`crate::node::Received::Applied`]'s
     /// `caught_up`), sent every [`ANSWER_EVERY`]: one answers every change a peer pushed
     /// meanwhile.

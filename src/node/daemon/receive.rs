@@ -121,8 +121,14 @@ impl Core {
                     missing,
                     changed,
                     caught_up,
+                    attached: (blobs, blob_bytes),
                     new_account,
                 } => {
+                    // Blobs that came with the message count as fetched (`status`).
+                    use std::sync::atomic::Ordering::Relaxed;
+                    self.counters.blobs.fetch_add(blobs, Relaxed);
+                    self.counters.bytes.fetch_add(blob_bytes, Relaxed);
+                    self.metrics().blob_bytes_fetched.inc_by(blob_bytes);
                     // Only new changes can make heads to announce or messages to renumber.
                     applied |= changed;
                     self.strikes.remove(&peer);
