@@ -7,7 +7,8 @@ mod cluster_support;
 
 use cluster_support::{ok, Cluster};
 use dovetail::net::protocol::{
-    ReconAnswer, ReconRange, Request, Response, CHUNK, MAX_DOC_ID, MAX_RECON_RANGES,
+    BlobBytes, ReconAnswer, ReconRange, Request, Response, CHUNK, MAX_ATTACHED_BYTES, MAX_DOC_ID,
+    MAX_RECON_RANGES,
 };
 use dovetail::net::{self, Event, NetConfig};
 use std::time::Duration;
@@ -50,14 +51,22 @@ fn hostile_requests_are_refused_and_change_nothing() {
         .expect("connected");
         let seg = format!("seg/mallory/{}/{}/0", "ab".repeat(16), "cd".repeat(32));
         let cases = vec![
-            ("unknown account", seg, 0, 1, vec![1, 2, 3]),
-            ("malformed id", "acct/../../etc".to_string(), 0, 1, vec![0]),
+            ("unknown account", seg, 0, 1, vec![1, 2, 3], vec![]),
+            (
+                "malformed id",
+                "acct/../../etc".to_string(),
+                0,
+                1,
+                vec![0],
+                vec![],
+            ),
             (
                 "undecodable message",
                 "acct/alice".to_string(),
                 0,
                 1,
                 vec![0x42; 64],
+                vec![],
             ),
             (
                 "oversized part",
@@ -65,6 +74,7 @@ fn hostile_requests_are_refused_and_change_nothing() {
                 0,
                 2,
                 vec![0; CHUNK + 1],
+                vec![],
             ),
             (
                 "part out of order",
@@ -72,9 +82,34 @@ fn hostile_requests_are_refused_and_change_nothing() {
                 3,
                 5,
                 vec![0; 10],
+                vec![],
+            ),
+            (
+                "blobs on a part that is not the last",
+                "acct/alice".to_string(),
+                0,
+                2,
+                vec![0; 10],
+                vec![BlobBytes {
+                    id: [3; 32],
+                    bytes: vec![1; 10],
+                }],
+            ),
+            (
+                "too many blob bytes",
+                "acct/alice".to_string(),
+                0,
+                1,
+                vec![0; 10],
+                (0..3)
+                    .map(|i| BlobBytes {
+                        id: [i; 32],
+                        bytes: vec![i; MAX_ATTACHED_BYTES / 2],
+                    })
+                    .collect(),
             ),
         ];
-        for (what, doc, part, parts, bytes) in cases {
+        for (what, doc, part, parts, bytes, blobs) in cases {
             let r = client
                 .request(
                     peer,
@@ -83,6 +118,7 @@ fn hostile_requests_are_refused_and_change_nothing() {
                         part,
                         parts,
                         bytes,
+                        blobs,
                     },
                 )
                 .await;
@@ -157,6 +193,7 @@ fn hostile_requests_are_refused_and_change_nothing() {
                         part: 0,
                         parts: 1,
                         bytes: vec![],
+                        blobs: vec![],
                     },
                 )
                 .await;

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// The protocol name negotiated on every request stream.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dovetail/sync/1");
+/// `/2`: a sync message carries the blobs its changes name ([`Request::Sync`]'s `blobs`).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dovetail/sync/2");
 
 /// The largest frame read from a peer. A frame announcing more is refused before anything
 /// is allocated for it.
@@ -19,6 +20,12 @@ pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 
 /// Bytes of a sync message or blob carried by one frame (well under [`MAX_FRAME`]).
 pub const CHUNK: usize = 4 * 1024 * 1024;
+
+/// Bytes of blobs sent along with a sync message at most (on its last part).
+pub const MAX_ATTACHED_BYTES: usize = 1024 * 1024;
+
+/// Blobs sent along with a sync message at most.
+pub const MAX_ATTACHED_BLOBS: usize = 256;
 
 /// Blob ids per [`Request::Blobs`].
 pub const MAX_BLOB_IDS: usize = 4096;
@@ -91,13 +98,17 @@ pub enum Request {
     /// [`MAX_RECON_RANGES`] ranges). The first asks about the whole id space: equal
     /// summaries cost that one round trip.
     Recon { ranges: Vec<ReconRange> },
-    /// Part `part` of `parts` of one automerge sync message about `doc`.
+    /// Part `part` of `parts` of one automerge sync message about `doc`. The last part
+    /// carries the blobs the message's new changes name, when they are few and small
+    /// (at most [`MAX_ATTACHED_BLOBS`], [`MAX_ATTACHED_BYTES`] in all): a live append
+    /// arrives whole, without a fetch. Other parts carry none.
     Sync {
         doc: String,
         part: u32,
         parts: u32,
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
+        blobs: Vec<BlobBytes>,
     },
     /// Bytes of a blob from `offset`.
     Blob { id: [u8; 32], offset: u64 },
@@ -345,6 +356,10 @@ mod tests {
                 part: 0,
                 parts: 1,
                 bytes: vec![7; 1000],
+                blobs: vec![BlobBytes {
+                    id: [1; 32],
+                    bytes: vec![2; 300],
+                }],
             };
             let mut out = Cursor::new(Vec::new());
             write_frame(&mut out, &req).await.expect("write");

@@ -25,7 +25,7 @@ pub use actor::{ActorStopped, ReplicaHandle};
 pub use filter::AccountFilter;
 pub use message::{check_message, NewMessage};
 pub use metrics::Metrics;
-pub use netx::{doc_account, Received};
+pub use netx::{doc_account, FromPeer, Generated, Received};
 pub use offline::{sync_pair, SyncReport};
 pub use ops::{FlagOp, MailboxStatus};
 pub use replica::{MailboxEvent, Options, Replica, DEFAULT_MEMORY_BUDGET};

@@ -370,6 +370,11 @@ impl Replica {
         Ok(self.docs.get_mut(id))
     }
 
+    /// A document if it is open (never loads one).
+    pub(crate) fn open_doc(&mut self, id: &str) -> Option<&mut AutoCommit> {
+        self.docs.get_mut(id).map(|(am, _)| am)
+    }
+
     /// Closes the least recently used documents until the open ones fit the budget.
     fn evict_docs(&mut self) {
         let budget = self.opts.doc_cache_bytes();
@@ -599,7 +604,12 @@ impl Replica {
     }
 
     /// The live session with `peer` about `doc`, restored from its persisted part if new.
-    fn session(&mut self, tx: &Tx<'_>, peer: &NodeId, doc: &str) -> Result<DocSession, NodeError> {
+    pub(crate) fn session(
+        &mut self,
+        tx: &Tx<'_>,
+        peer: &NodeId,
+        doc: &str,
+    ) -> Result<DocSession, NodeError> {
         if let Some(s) = self.sessions.remove(&(*peer, doc.to_string())) {
             return Ok(s);
         }
@@ -609,8 +619,19 @@ impl Replica {
         })
     }
 
-    fn keep_session(&mut self, tx: &mut Tx<'_>, peer: &NodeId, doc: &str, s: DocSession) {
+    pub(crate) fn keep_session(
+        &mut self,
+        tx: &mut Tx<'_>,
+        peer: &NodeId,
+        doc: &str,
+        s: DocSession,
+    ) {
         tx.put_raw(tables::key_sync_state(peer, doc), s.encode());
+        self.sessions.insert((*peer, doc.to_string()), s);
+    }
+
+    /// Keeps a session live without persisting it (it did not change).
+    pub(crate) fn cache_session(&mut self, peer: &NodeId, doc: &str, s: DocSession) {
         self.sessions.insert((*peer, doc.to_string()), s);
     }
 
@@ -655,27 +676,38 @@ impl Replica {
         now: i64,
     ) -> Result<Vec<BlobId>, NodeError> {
         self.ensure_pending()?;
-        self.write(|r, tx| r.receive_in(tx, peer, doc, msg, now))
-            .map(Option::unwrap_or_default)
+        self.write(|r, tx| r.receive_in(tx, peer, doc, msg, &[], now))
+            .map(|got| got.map(|g| g.missing).unwrap_or_default())
     }
 
+    /// Applies a sync message in `tx`; `blobs` came with it (see
+    /// [`Replica::sync_generate_attaching`]): those the new changes lack are stored.
+    /// `None`: it brought no change.
     pub(crate) fn receive_in(
         &mut self,
         tx: &mut Tx<'_>,
         peer: &NodeId,
         doc: &str,
         msg: &[u8],
+        blobs: &[(BlobId, Vec<u8>)],
         now: i64,
-    ) -> Result<Option<Vec<BlobId>>, NodeError> {
+    ) -> Result<Option<Got>, NodeError> {
         let kind = parse_doc_id(doc)
             .ok_or_else(|| NodeError::Io(format!("peer sent a bad document id {doc:?}")))?;
         let mut session = self.session(tx, peer, doc)?;
         let (am, _) = self.doc(tx, doc, true)?.expect("created");
         let before = am.get_heads();
-        let received = session.receive(am, msg);
+        let received = session.receive_caught_up(am, msg);
         let new: Vec<ChangeHash> = am.get_changes(&before).iter().map(|c| c.hash()).collect();
-        self.keep_session(tx, peer, doc, session);
-        received?;
+        if new.is_empty() {
+            // The persisted part of a session only saves work on the next connection, and
+            // heads shared earlier are still shared: a message that brought nothing does
+            // not write it (the next one that brings changes does).
+            self.cache_session(peer, doc, session);
+        } else {
+            self.keep_session(tx, peer, doc, session);
+        }
+        let caught_up = received?;
         if new.is_empty() {
             // Most messages of a live cluster only say what the peer has (the answer to
             // a pushed change): the document is as it was, so there is nothing to save,
@@ -684,9 +716,19 @@ impl Replica {
         }
         self.save(tx, doc);
         let DocKind::Segment(mb, _) = kind else {
-            return Ok(Some(Vec::new()));
+            return Ok(Some(Got {
+                missing: Vec::new(),
+                caught_up,
+                attached: (0, 0),
+            }));
         };
-        self.receive_pending(tx, &mb, doc, &new, now).map(Some)
+        let missing = self.receive_pending(tx, &mb, doc, &new, now)?;
+        let (missing, attached) = self.take_attached(tx, &mb, missing, blobs, now)?;
+        Ok(Some(Got {
+            missing,
+            caught_up,
+            attached,
+        }))
     }
 
     /// Queues view events of mailbox `mb` made by the running transaction (`remote`: by a
@@ -721,6 +763,16 @@ impl Replica {
     pub fn pending_counts(&self) -> Option<(usize, usize)> {
         self.pending.counts()
     }
+}
+
+/// What a sync message that brought changes did.
+pub(crate) struct Got {
+    /// The blobs the new changes lack.
+    pub missing: Vec<BlobId>,
+    /// The document now has the sender's heads (see [`DocSession::receive_caught_up`]).
+    pub caught_up: bool,
+    /// Blobs and bytes stored from those that came with the message.
+    pub attached: (u64, u64),
 }
 
 /// A change to what a node shows in one mailbox.

@@ -56,6 +56,28 @@ impl DocSession {
     /// whole 2 MB segment. So the whole document goes only to a peer that has none of it
     /// (an initial sync, where it is the cheapest form); any other peer gets its changes.
     pub fn generate(&mut self, doc: &mut AutoCommit) -> Option<Vec<u8>> {
+        self.generate_listing(doc).map(|(m, _)| m)
+    }
+
+    /// [`DocSession::generate`], with the hashes of the changes the message carries (what
+    /// the session had not sent before), so the caller can send what they name along.
+    pub fn generate_listing(
+        &mut self,
+        doc: &mut AutoCommit,
+    ) -> Option<(Vec<u8>, Vec<automerge::ChangeHash>)> {
+        // automerge prunes `sent_hashes` to what the peer has not acknowledged: small.
+        let before = self.state.sent_hashes.clone();
+        let msg = self.generate_inner(doc)?;
+        let sent = self
+            .state
+            .sent_hashes
+            .difference(&before)
+            .copied()
+            .collect();
+        Some((msg, sent))
+    }
+
+    fn generate_inner(&mut self, doc: &mut AutoCommit) -> Option<Vec<u8>> {
         let peer_has_some = self
             .state
             .their_heads
@@ -77,11 +99,26 @@ impl DocSession {
 
     /// Applies a message from the peer to `doc`.
     pub fn receive(&mut self, doc: &mut AutoCommit, msg: &[u8]) -> Result<(), SyncError> {
+        self.receive_caught_up(doc, msg).map(|_| ())
+    }
+
+    /// [`DocSession::receive`]; `true` when the document then has exactly the heads the
+    /// peer had when it sent the message: the answer only acknowledges, it asks for nothing
+    /// and brings nothing the peer lacks (as far as this message tells).
+    pub fn receive_caught_up(
+        &mut self,
+        doc: &mut AutoCommit,
+        msg: &[u8],
+    ) -> Result<bool, SyncError> {
         let m = sync::Message::decode(msg).map_err(|e| SyncError::BadMessage(e.to_string()))?;
+        let mut theirs = m.heads.clone();
         doc.sync()
             .receive_sync_message(&mut self.state, m)
             .map_err(|e| SyncError::Apply(Box::new(e)))?;
-        Ok(())
+        let mut ours = doc.get_heads();
+        theirs.sort();
+        ours.sort();
+        Ok(ours == theirs)
     }
 }
 

@@ -3,16 +3,32 @@
 
 use super::*;
 
-/// Sends one sync message in parts, each acknowledged before the next.
-pub(super) async fn send_sync(net: &Client, peer: PeerId, doc: &str, msg: &[u8]) -> bool {
+/// Sends one sync message in parts, each acknowledged before the next; `blobs` go with the
+/// last part.
+pub(super) async fn send_sync(
+    net: &Client,
+    peer: PeerId,
+    doc: &str,
+    msg: &[u8],
+    blobs: Vec<(BlobId, Vec<u8>)>,
+) -> bool {
     let parts = protocol::parts(msg, protocol::sync_part_size());
     let n = parts.len() as u32;
+    let mut blobs = Some(blobs);
     for (i, p) in parts.into_iter().enumerate() {
+        let last = i + 1 == n as usize;
         let req = Request::Sync {
             doc: doc.to_string(),
             part: i as u32,
             parts: n,
             bytes: p.to_vec(),
+            blobs: match blobs.take_if(|_| last) {
+                Some(b) => b
+                    .into_iter()
+                    .map(|(id, bytes)| BlobBytes { id: id.0, bytes })
+                    .collect(),
+                None => Vec::new(),
+            },
         };
         match net.request(peer, req).await {
             Ok(Response::Ack) => {}

@@ -20,6 +20,7 @@
 //! with the peer) before anything is stored.
 
 mod addrs;
+mod announce;
 mod exchange;
 mod front;
 mod monitor;
@@ -182,6 +183,9 @@ async fn serve(
         fetching: HashSet::new(),
         rotate: 0,
         incoming: Vec::new(),
+        relayed: HashSet::new(),
+        relay_later: HashSet::new(),
+        deferred: HashSet::new(),
     };
     core.refresh().await?;
     let (ctx, mut crx) = mpsc::unbounded_channel();
@@ -198,10 +202,13 @@ async fn serve(
     });
     let mut tick = tokio::time::interval(cfg.tick);
     let mut ae = tokio::time::interval(cfg.anti_entropy);
-    // Changed documents are announced within 5 ms (part of the replication latency); the
-    // tick costs nothing when nothing changed, and a refresh reads only the documents
-    // saved since the last one.
+    // Changed documents are pushed and announced within 5 ms (part of the replication
+    // latency), at once after a quiet spell; a refresh reads only the documents saved since
+    // the last one. The timer runs only while something changed: an idle node does not
+    // wake up 200 times a second.
     let mut announce = tokio::time::interval(Duration::from_millis(5));
+    announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut answers = tokio::time::interval(ANSWER_EVERY);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -220,10 +227,15 @@ async fn serve(
                     core.pull(p).await?;
                 }
             }
-            _ = announce.tick() => {
+            _ = announce.tick(), if core.dirty => core.refresh().await?,
+            _ = answers.tick() => {
+                for (peer, doc) in std::mem::take(&mut core.deferred) {
+                    core.poke(peer, doc);
+                }
                 if core.dirty {
                     core.refresh().await?;
                 }
+                core.announce_relayed();
             }
         }
         if !core.incoming.is_empty() {
@@ -316,62 +328,26 @@ struct Core {
     rotate: usize,
     /// Whole sync messages received, to apply in one batch.
     incoming: Vec<Incoming>,
+    /// Documents changed by peers' messages since the last refresh (announced, not pushed).
+    relayed: HashSet<String>,
+    /// Of those, the ones to announce at the next [`ANSWER_EVERY`] tick.
+    relay_later: HashSet<String>,
+    /// Answers that only acknowledge (see [`crate::node::Received::Applied`]'s
+    /// `caught_up`), sent every [`ANSWER_EVERY`]: one answers every change a peer pushed
+    /// meanwhile.
+    deferred: HashSet<(PeerId, String)>,
 }
+
+/// How long an answer that only acknowledges may wait. A pushed change is in the view
+/// before it is answered; the answer keeps the sender's sync state short (what it must
+/// summarise grows with the changes not yet acknowledged), so it may come late, and one
+/// answer for several pushes saves a request and two replica calls per push.
+const ANSWER_EVERY: Duration = Duration::from_millis(100);
 
 /// Refused sync messages in a row after which a peer is disconnected.
 const MAX_STRIKES: u32 = 16;
 
 impl Core {
-    /// Re-reads the heads of the documents saved since the last call (all of them the first
-    /// time); announces the ones that changed.
-    async fn refresh(&mut self) -> Result<(), DaemonError> {
-        self.dirty = false;
-        let full = !self.heads_loaded;
-        let read = if full {
-            self.replica.call(|r| r.all_heads_from_now()).await??
-        } else {
-            self.replica.call(|r| r.take_touched_heads()).await??
-        };
-        self.heads_loaded = true;
-        let mut changed = Vec::new();
-        for (doc, mut hs) in read {
-            hs.sort();
-            if self.heads.get(&doc) != Some(&hs) {
-                changed.push((doc.clone(), hs.clone()));
-                self.heads.insert(doc, hs);
-            }
-        }
-        // Push: a peer that replicates the account gets the new changes at once (automerge's
-        // sync state knows what it has), instead of after an announcement and its poke back:
-        // one message instead of three on the path from a write to the peers' views.
-        if !full {
-            let peers: Vec<PeerId> = self.peers.keys().copied().collect();
-            for (doc, _) in &changed {
-                let Some(acc) = doc_account(doc) else {
-                    continue;
-                };
-                for p in &peers {
-                    if self.peer_accounts.get(p).is_some_and(|a| a.contains(acc)) {
-                        self.poke(*p, doc.clone());
-                    }
-                }
-            }
-        }
-        if !changed.is_empty() {
-            self.summary = None;
-        }
-        for batch in changed.chunks(protocol::ANNOUNCE_BATCH) {
-            tracing::debug!(docs = batch.len(), "announcing changed documents");
-            self.net.publish(
-                Announce {
-                    docs: batch.to_vec(),
-                }
-                .encode(),
-            );
-        }
-        Ok(())
-    }
-
     /// Counts a refused message; a peer that keeps sending them is disconnected.
     fn strike(&mut self, peer: PeerId) {
         let n = self.strikes.entry(peer).or_default();
@@ -426,6 +402,7 @@ impl Core {
                     .remove(&peer);
                 self.partial.retain(|(p, _), _| *p != peer);
                 self.again.retain(|(p, _)| *p != peer);
+                self.deferred.retain(|(p, _)| *p != peer);
             }
             Event::Announce { source, data } => {
                 if !self.peers.contains_key(&source) {
@@ -446,7 +423,12 @@ impl Core {
                             .or_default()
                             .insert(acc.to_string());
                     }
-                    if self.may_sync(&doc).await? {
+                    let d = doc.clone();
+                    let wanted = self
+                        .replica
+                        .call(move |r| r.wants_announced(&d, &hs))
+                        .await??;
+                    if wanted {
                         self.poke(source, doc);
                     }
                 }
@@ -532,7 +514,8 @@ impl Core {
                 part,
                 parts,
                 bytes,
-            } => self.on_sync_part(peer, node, doc, part, parts, bytes, channel),
+                blobs,
+            } => self.on_sync_part(peer, node, doc, part, parts, bytes, blobs, channel),
         }
         Ok(())
     }
@@ -606,10 +589,11 @@ impl Core {
         let metrics = self.metrics().clone();
         tokio::spawn(async move {
             let d = doc.clone();
-            let ok = match replica.call(move |r| r.sync_generate(&node, &d)).await {
-                Ok(Ok(Some(msg))) => {
+            let generated = replica.call(move |r| r.sync_generate_attaching(&node, &d));
+            let ok = match generated.await {
+                Ok(Ok(Some((msg, blobs)))) => {
                     metrics.sync_bytes_sent.inc_by(msg.len() as u64);
-                    send_sync(&net, peer, &doc, &msg).await
+                    send_sync(&net, peer, &doc, &msg, blobs).await
                 }
                 Ok(Ok(None)) => true,
                 Ok(Err(e)) => {

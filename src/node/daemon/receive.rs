@@ -2,8 +2,8 @@
 //! messages that arrived together in one batch with one durable flush.
 
 use super::{now, Core, DaemonError, MAX_SYNC_MESSAGE};
-use crate::model::NodeId;
-use crate::net::protocol::{Response, CHUNK};
+use crate::model::{BlobId, NodeId};
+use crate::net::protocol::{BlobBytes, Response, CHUNK, MAX_ATTACHED_BLOBS, MAX_ATTACHED_BYTES};
 use crate::node::Received;
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
@@ -14,6 +14,7 @@ pub(super) struct Incoming {
     node: NodeId,
     doc: String,
     msg: Vec<u8>,
+    blobs: Vec<(BlobId, Vec<u8>)>,
     channel: ResponseChannel<Response>,
 }
 
@@ -32,13 +33,21 @@ impl Core {
         part: u32,
         parts: u32,
         bytes: Vec<u8>,
+        blobs: Vec<BlobBytes>,
         channel: ResponseChannel<Response>,
     ) {
         let key = (peer, doc.clone());
+        // Blobs come only with the last part, few and small (the frame limit bounds them
+        // too); each is checked against its id when stored.
+        let ok_blobs = blobs.is_empty()
+            || part + 1 == parts
+                && blobs.len() <= MAX_ATTACHED_BLOBS
+                && blobs.iter().map(|b| b.bytes.len()).sum::<usize>() <= MAX_ATTACHED_BYTES;
         let ok_part = parts > 0
             && part < parts
             && (parts as usize) <= MAX_SYNC_MESSAGE / CHUNK
-            && bytes.len() <= CHUNK;
+            && bytes.len() <= CHUNK
+            && ok_blobs;
         let expected = self.partial.get(&key).map(|p| p.0).unwrap_or(0);
         if !ok_part || part != expected {
             self.partial.remove(&key);
@@ -70,6 +79,7 @@ impl Core {
             node,
             doc,
             msg,
+            blobs: blobs.into_iter().map(|b| (BlobId(b.id), b.bytes)).collect(),
             channel,
         });
     }
@@ -84,7 +94,7 @@ impl Core {
             .into_iter()
             .map(|i| {
                 let answer = (i.peer, i.doc.clone(), i.channel, i.msg.len());
-                ((i.node, i.doc, i.msg), answer)
+                ((i.node, i.doc, i.msg, i.blobs), answer)
             })
             .unzip();
         let n = msgs.len();
@@ -110,20 +120,35 @@ impl Core {
                 Received::Applied {
                     missing,
                     changed,
+                    caught_up,
+                    attached: (blobs, blob_bytes),
                     new_account,
                 } => {
+                    // Blobs that came with the message count as fetched (`status`).
+                    use std::sync::atomic::Ordering::Relaxed;
+                    self.counters.blobs.fetch_add(blobs, Relaxed);
+                    self.counters.bytes.fetch_add(blob_bytes, Relaxed);
+                    self.metrics().blob_bytes_fetched.inc_by(blob_bytes);
                     // Only new changes can make heads to announce or messages to renumber.
                     applied |= changed;
                     self.strikes.remove(&peer);
                     self.net.respond(channel, Response::Ack);
                     self.dirty |= changed;
+                    if changed {
+                        self.relayed.insert(doc.clone());
+                    }
                     tracing::debug!(%peer, %doc, bytes, changed, missing = missing.len(), "sync message applied");
                     if !missing.is_empty() {
                         self.fetch(peer, missing);
                     }
                     // The sync goes on while blobs come: automerge's protocol does not
-                    // need them, only delivery to the view does.
-                    self.poke(peer, doc);
+                    // need them, only delivery to the view does. An answer that only
+                    // acknowledges waits, to answer several pushes at once.
+                    if caught_up {
+                        self.deferred.insert((peer, doc));
+                    } else {
+                        self.poke(peer, doc);
+                    }
                     if new_account {
                         // A new account: its mailboxes' segments can be synced now.
                         pull.push(peer);
