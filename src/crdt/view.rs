@@ -14,7 +14,7 @@ use super::segment::{Fact, SegmentRef};
 use crate::model::{BlobId, Flag, FlagSet, Guid, ModSeq, NodeId, OpId, Uid};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What a node knows about one message of a mailbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,11 +219,17 @@ pub fn apply_facts<T: ViewTables>(
     facts: &[Fact],
     now: i64,
 ) -> Result<Vec<ViewEvent>, T::Error> {
-    // (guid, whether its row content changed besides the UID)
+    // (guid, whether its row content changed besides the UID), in first-touch order, with
+    // an index: a change adding 10k messages touches 10k GUIDs, and a linear search per
+    // fact made applying it quadratic.
     let mut touched: Vec<(Guid, bool)> = Vec::new();
-    let mut touch = |g: Guid, dirty: bool| match touched.iter_mut().find(|(x, _)| *x == g) {
-        Some(e) => e.1 |= dirty,
-        None => touched.push((g, dirty)),
+    let mut index: HashMap<Guid, usize> = HashMap::new();
+    let mut touch = |g: Guid, dirty: bool| match index.get(&g) {
+        Some(&i) => touched[i].1 |= dirty,
+        None => {
+            index.insert(g, touched.len());
+            touched.push((g, dirty));
+        }
     };
     for fact in facts {
         match fact {

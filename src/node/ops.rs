@@ -218,10 +218,16 @@ impl Replica {
         self.write(|r, tx| {
             let e = r.find(tx, a, name)?;
             let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
+            let ids: Vec<BlobId> = msgs.iter().map(|m| BlobId::of(&m.bytes)).collect();
+            // One pack write and one index batch for the whole batch, not one per body.
+            let blobs: Vec<([u8; 32], &[u8])> = ids
+                .iter()
+                .zip(&msgs)
+                .map(|(b, m)| (*b.as_bytes(), m.bytes.as_slice()))
+                .collect();
+            r.kv.blob_put_many(&blobs)?;
             let mut items = Vec::with_capacity(msgs.len());
-            for m in &msgs {
-                let blob = BlobId::of(&m.bytes);
-                r.kv.blob_put(blob.as_bytes(), &m.bytes)?;
+            for (blob, m) in ids.into_iter().zip(&msgs) {
                 r.pending.blob_stored(&blob);
                 items.push(NewRecord {
                     blob,
@@ -353,6 +359,8 @@ impl Replica {
             rest = later;
             let mut ops = Vec::with_capacity(batch.len() * 3);
             let mut blobs = Vec::with_capacity(batch.len());
+            // Distinct blobs in first-seen order; the set keeps a big batch linear.
+            let mut seen = std::collections::HashSet::with_capacity(batch.len());
             for (i, m) in batch.iter().enumerate() {
                 let uid = uid_at(meta.uidnext + i as u64)
                     .ok_or_else(|| NodeError::UidsExhausted(name.to_string()))?;
@@ -370,7 +378,7 @@ impl Replica {
                         flag: f.clone(),
                     });
                 }
-                if !blobs.contains(&m.blob) {
+                if seen.insert(m.blob) {
                     blobs.push(m.blob);
                 }
                 out.push((uid, guid));

@@ -46,6 +46,9 @@ impl Kv for TimedKv {
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
         self.inner.blob_put(id, bytes)
     }
+    fn blob_put_many(&self, blobs: &[([u8; 32], &[u8])]) -> Result<(), StoreError> {
+        self.inner.blob_put_many(blobs)
+    }
     fn blob_gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<GcStats, StoreError> {
         self.inner.blob_gc(live)
     }

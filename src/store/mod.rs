@@ -96,6 +96,14 @@ pub trait Kv: Send + Sync {
     fn blob_has(&self, id: &[u8; 32]) -> Result<bool, StoreError>;
     /// Stores a blob (not yet durable: flushed with the next [`Kv::flush`]).
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError>;
+    /// Stores several blobs, as [`Kv::blob_put`] does one by one (the default); an engine
+    /// that can write them in one step (one pack write, one index batch) overrides it.
+    fn blob_put_many(&self, blobs: &[([u8; 32], &[u8])]) -> Result<(), StoreError> {
+        for (id, bytes) in blobs {
+            self.blob_put(id, bytes)?;
+        }
+        Ok(())
+    }
     /// Drops every stored body for which `live` is false and reclaims its space (in the
     /// same durable step). The caller decides liveness from what references bodies.
     fn blob_gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<GcStats, StoreError>;

@@ -15,4 +15,5 @@ mod common;
 mod delete;
 mod expunge;
 mod flags;
+mod import;
 mod sync;
