@@ -179,35 +179,8 @@ async fn connection(
     let mut idle_tag: Option<Tag<'static>> = None;
     let mut auth_tag: Option<Tag<'static>> = None;
     loop {
-        // Once encoded bytes were added, imap-next's queue is empty and what follows is
-        // encoded here too, so that the order is kept without asking imap-next again.
-        let mut direct = false;
-        for r in std::mem::take(&mut session.out) {
-            match r {
-                Out::Response(r) if direct => {
-                    pending.extend_from_slice(&ResponseCodec::default().encode(&r).dump());
-                }
-                Out::Response(Response::Data(d)) => {
-                    server.enqueue_data(d);
-                }
-                Out::Response(Response::Status(s)) => {
-                    server.enqueue_status(s);
-                }
-                Out::Response(Response::CommandContinuationRequest(c)) => {
-                    server.enqueue_continuation_request(c);
-                }
-                Out::Raw(bytes) => {
-                    if !direct {
-                        pump_sends(&mut server, &mut pending, &mut stashed);
-                        direct = true;
-                    }
-                    pending.extend_from_slice(&bytes);
-                }
-            }
-            if pending.len() >= OUTPUT_CHUNK {
-                send(&mut stream, &mut pending).await?;
-            }
-        }
+        let outs = std::mem::take(&mut session.out);
+        drain(outs, &mut server, &mut pending, &mut stashed, &mut stream).await?;
         let next = match stashed.pop_front() {
             Some(ev) => ev,
             None => server.next(),
@@ -228,7 +201,29 @@ async fn connection(
                     }
                 }
             }
-            Ok(Event::CommandReceived { command }) => session.handle(command).await,
+            Ok(Event::CommandReceived { command }) => {
+                // Responses the command spills are written while it runs.
+                // One batch waits while another is written: a command holds at most
+                // about three batches of responses.
+                let (tx, mut rx) = mpsc::channel::<Vec<Out>>(1);
+                session.spill_to = Some(tx);
+                {
+                    let run = session.handle(command);
+                    tokio::pin!(run);
+                    loop {
+                        tokio::select! {
+                            _ = &mut run => break,
+                            Some(outs) = rx.recv() => {
+                                drain(outs, &mut server, &mut pending, &mut stashed, &mut stream).await?;
+                            }
+                        }
+                    }
+                }
+                session.spill_to = None;
+                while let Ok(outs) = rx.try_recv() {
+                    drain(outs, &mut server, &mut pending, &mut stashed, &mut stream).await?;
+                }
+            }
             Ok(Event::CommandAuthenticateReceived {
                 command_authenticate: c,
             }) => {
@@ -364,6 +359,58 @@ fn pump_sends(server: &mut Server, pending: &mut Vec<u8>, stashed: &mut VecDeque
             }
         }
     }
+}
+
+/// Moves a session's responses to `pending` in order: through imap-next's queue, or, once
+/// encoded bytes ([`Out::Raw`]) were added, straight after whatever imap-next had queued
+/// (so that what follows is encoded here too, and the order is kept without asking
+/// imap-next again); writes `pending` whenever it is big.
+async fn drain(
+    outs: Vec<Out>,
+    server: &mut Server,
+    pending: &mut Vec<u8>,
+    stashed: &mut VecDeque<Next>,
+    stream: &mut Stream,
+) -> Result<(), ImapError> {
+    let (mut direct, mut queued) = (false, false);
+    for r in outs {
+        match r {
+            Out::Response(r) if direct => {
+                pending.extend_from_slice(&ResponseCodec::default().encode(&r).dump());
+            }
+            Out::Response(Response::Data(d)) => {
+                server.enqueue_data(d);
+                queued = true;
+            }
+            Out::Response(Response::Status(s)) => {
+                server.enqueue_status(s);
+                queued = true;
+            }
+            Out::Response(Response::CommandContinuationRequest(c)) => {
+                server.enqueue_continuation_request(c);
+                queued = true;
+            }
+            Out::Raw(bytes) => {
+                if !direct {
+                    pump_sends(server, pending, stashed);
+                    direct = true;
+                }
+                pending.extend_from_slice(&bytes);
+            }
+        }
+        if pending.len() >= OUTPUT_CHUNK {
+            send(stream, pending).await?;
+        }
+    }
+    // What went to imap-next's queue comes out as bytes now, so that responses spilled by a
+    // running command are written, not held in that queue until the command ends.
+    if queued && !direct {
+        pump_sends(server, pending, stashed);
+        if pending.len() >= OUTPUT_CHUNK {
+            send(stream, pending).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes and flushes the gathered response bytes.

@@ -128,6 +128,9 @@ pub struct Session {
     pub condstore: bool,
     /// QRESYNC is on (RFC 7162 3.2, `ENABLE QRESYNC`): expunges are told as VANISHED.
     pub qresync: bool,
+    /// While a command runs: where [`Session::spill`] hands responses to the connection,
+    /// which writes them while the command goes on.
+    pub spill_to: Option<mpsc::Sender<Vec<Out>>>,
 }
 
 /// Whether a command's pending changes may include EXPUNGE (not during FETCH, STORE or
@@ -150,6 +153,17 @@ impl Session {
             failures: 0,
             condstore: false,
             qresync: false,
+            spill_to: None,
+        }
+    }
+
+    /// Hands the responses gathered so far to the connection, so that a command answering
+    /// for a whole mailbox (`FETCH 1:* BODY[]`) is written batch by batch instead of held
+    /// in memory whole; waits while the connection is behind. Called between batches.
+    pub async fn spill(&mut self) {
+        if let (Some(tx), false) = (&self.spill_to, self.out.is_empty()) {
+            // The connection drops the receiver only after the command has ended.
+            let _ = tx.send(std::mem::take(&mut self.out)).await;
         }
     }
 

@@ -1,7 +1,8 @@
 //! FETCH and UID FETCH: FLAGS, UID, INTERNALDATE, RFC822.SIZE, ENVELOPE, BODY,
 //! BODYSTRUCTURE, BODY[section]<partial> and BODY.PEEK, RFC822, RFC822.HEADER, RFC822.TEXT
 //! and the macros. Bodies are read in batches so a `1:* BODY[]` never holds the whole
-//! mailbox; a non-PEEK body fetch sets `\Seen` durably before the data is sent.
+//! mailbox, and the responses are written as the batches go ([`Session::spill`]); a
+//! non-PEEK body fetch sets `\Seen` durably before the data is sent.
 
 use crate::crdt::view::ViewRow;
 use crate::imap::convert::{datetime, flags_fetch, nstring};
@@ -23,6 +24,8 @@ use std::num::{NonZeroU32, NonZeroU64};
 
 /// Messages read per replica job when bodies are read (they are held in memory together).
 const BATCH: usize = 128;
+/// Body bytes read per replica job at most (one larger message is read alone).
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 /// Messages read per replica job for metadata only (UID, FLAGS, MODSEQ, sizes, dates): a
 /// row is tens of bytes, and each job is a round trip to the replica thread.
 const META_BATCH: usize = 4096;
@@ -170,8 +173,10 @@ pub async fn fetch(
             Err(r) => r,
         };
     }
-    for chunk in uids.chunks(if body { BATCH } else { META_BATCH }) {
-        let chunk = chunk.to_vec();
+    let mut pos = 0;
+    while pos < uids.len() {
+        let end = uids.len().min(pos + if body { BATCH } else { META_BATCH });
+        let chunk = uids[pos..end].to_vec();
         let (a, name) = (a.clone(), name.clone());
         let res = s
             .call(move |r| {
@@ -182,6 +187,21 @@ pub async fn fetch(
                 if let Some(cs) = changed_since {
                     if let Some(c) = issuer.local(cs, highest(r, &id)?) {
                         rows.retain(|(_, row)| row.modseq.get() > c);
+                    }
+                }
+                // The bodies of one job are held together: at most BATCH_BYTES of them (and
+                // at least one message); the rest of the chunk is the next job's.
+                let mut consumed = chunk.len();
+                if body {
+                    let mut total = 0u64;
+                    let over = rows.iter().position(|(_, row)| {
+                        total += row.size;
+                        total > BATCH_BYTES
+                    });
+                    if let Some(k) = over.map(|k| k.max(1)).filter(|&k| k < rows.len()) {
+                        let first_left = rows[k].0;
+                        consumed = chunk.partition_point(|u| *u < first_left);
+                        rows.truncate(k);
                     }
                 }
                 let unseen: Vec<Uid> = rows
@@ -213,17 +233,21 @@ pub async fn fetch(
                     let seen_now = marked.binary_search(&uid).is_ok();
                     out.push(Got { uid, row, raw, seen_now });
                 }
-                Ok(out)
+                Ok((out, consumed))
             })
             .await;
         let got = match res {
-            Ok(g) => g,
+            Ok((g, consumed)) => {
+                pos += consumed;
+                g
+            }
             Err(r) => return r,
         };
         for g in got {
             wrote |= g.seen_now;
             cte_ok &= respond(s, &names, g, issuer);
         }
+        s.spill().await;
     }
     if wrote {
         s.wrote();

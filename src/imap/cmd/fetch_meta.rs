@@ -80,6 +80,7 @@ pub async fn fetch(
             }
         }
         s.push_raw(bytes);
+        s.spill().await;
     }
     Ok(())
 }
