@@ -129,6 +129,23 @@ fn open_db(dir: &Path, cache: u64) -> Result<Db, StoreError> {
     Ok(Db { db, index })
 }
 
+/// [`open_db`] with `store.lock` held: then only this process can hold sled's lock, by a
+/// database it has just closed (a reopen, or a store dropped and opened again), and sled
+/// releases its file lock once its last internal handle is gone, which may be a moment
+/// after the drop; so a held lock is retried for up to 2 s.
+fn open_db_settled(dir: &Path, cache: u64) -> Result<Db, StoreError> {
+    let mut tries = 0;
+    loop {
+        match open_db(dir, cache) {
+            Err(StoreError::Locked(_)) if tries < 400 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 impl SledKv {
     pub fn open(dir: &Path) -> Result<SledKv, StoreError> {
         SledKv::open_with_cache(dir, DEFAULT_CACHE)
@@ -140,7 +157,7 @@ impl SledKv {
         // Only here, at a process's first open: a snapshot is left unfinished by a kill,
         // and this process's own reopens (`maybe_reopen`) follow a clean close.
         remove_unfinished_snapshots(&dir.join("db"))?;
-        let db = open_db(dir, cache)?;
+        let db = open_db_settled(dir, cache)?;
         let packs = Packs::open(&dir.join("blobs"))?;
         let kv = SledKv {
             _lock: lock,
@@ -168,20 +185,9 @@ impl SledKv {
         self.written.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// Opens the database after this process closed it: sled releases its file lock once
-    /// its last internal handle is gone, which may be a moment after the drop, so retry for
-    /// a while.
+    /// Opens the database after this process closed it (see [`open_db_settled`]).
     fn open_again(&self) -> Result<Db, StoreError> {
-        let mut tries = 0;
-        loop {
-            match open_db(&self.dir, self.cache) {
-                Err(StoreError::Locked(_)) if tries < 400 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                r => return r,
-            }
-        }
+        open_db_settled(&self.dir, self.cache)
     }
 
     /// Closes and reopens the database once [`REOPEN_AFTER`] bytes were written since it
