@@ -73,22 +73,8 @@ pub struct Delta {
 pub struct BadSequence;
 
 impl Selected {
-    /// A selection showing `rows` (ascending by UID), read when the mailbox's MODSEQ
-    /// counter was `seen`.
-    pub fn new(
-        name: MailboxName,
-        id: MailboxId,
-        uidvalidity: u32,
-        read_only: bool,
-        rows: &[Current],
-        seen: u64,
-    ) -> Selected {
-        let uids = rows.iter().map(|r| r.uid).collect();
-        let modseqs = rows.iter().map(|r| r.modseq).collect();
-        Selected::of_parts(name, id, uidvalidity, read_only, uids, modseqs, seen)
-    }
-
-    /// [`Selected::new`] from the UIDs (ascending) and their MODSEQs.
+    /// A selection showing `uids` (ascending) with the MODSEQs last told, read when the
+    /// mailbox's MODSEQ counter was `seen`.
     pub fn of_parts(
         name: MailboxName,
         id: MailboxId,
@@ -382,7 +368,17 @@ mod tests {
     }
 
     fn sel(rows: &[Current]) -> Selected {
-        Selected::new(MailboxName::inbox(), MailboxId([0; 16]), 1, false, rows, 0)
+        let uids = rows.iter().map(|r| r.uid).collect();
+        let modseqs = rows.iter().map(|r| r.modseq).collect();
+        Selected::of_parts(
+            MailboxName::inbox(),
+            MailboxId([0; 16]),
+            1,
+            false,
+            uids,
+            modseqs,
+            0,
+        )
     }
 
     fn full(s: &Selected, rows: &[Current]) -> Delta {

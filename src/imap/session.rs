@@ -333,19 +333,8 @@ impl Session {
         self.out.push(Out::Response(Response::Data(d)));
     }
 
-    /// The buffer to append encoded responses to (that of the previous ones when those
-    /// are encoded too), so that they are written after everything queued before.
-    pub fn raw(&mut self) -> &mut Vec<u8> {
-        if !matches!(self.out.last(), Some(Out::Raw(_))) {
-            self.out.push(Out::Raw(Vec::new()));
-        }
-        match self.out.last_mut() {
-            Some(Out::Raw(b)) => b,
-            _ => unreachable!("pushed above"),
-        }
-    }
-
-    /// Queues bytes already encoded (see [`Session::raw`]) without copying them.
+    /// Queues responses already encoded (after everything queued before: appended to the
+    /// previous encoded ones, without a copy otherwise).
     pub fn push_raw(&mut self, bytes: Vec<u8>) {
         match self.out.last_mut() {
             Some(Out::Raw(b)) => b.extend_from_slice(&bytes),

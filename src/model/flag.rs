@@ -15,6 +15,11 @@ impl Flag {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// A flag read back from the store in place (as deserializing an owned one does): the
+    /// store holds only flags that were checked on their way in.
+    pub(crate) fn stored(s: &str) -> Flag {
+        Flag(s.to_string())
+    }
     /// `\Seen`, used for the unseen count.
     pub fn seen() -> Flag {
         Flag(SYSTEM[0].to_string())

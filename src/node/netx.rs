@@ -116,7 +116,19 @@ impl Replica {
         peer: &NodeId,
         doc: &str,
     ) -> Result<Option<Generated>, NodeError> {
-        let segment = matches!(parse_doc_id(doc), Some(DocKind::Segment(..)));
+        self.generate_message(peer, doc, true)
+    }
+
+    /// The next sync message for `peer` about `doc`, with its blobs if `attach`. Nothing is
+    /// written: generating never changes the persistent part of a session (the heads both
+    /// sides share; only a received message moves them).
+    pub(crate) fn generate_message(
+        &mut self,
+        peer: &NodeId,
+        doc: &str,
+        attach: bool,
+    ) -> Result<Option<Generated>, NodeError> {
+        let segment = attach && matches!(parse_doc_id(doc), Some(DocKind::Segment(..)));
         self.write_with(false, |r, tx| {
             let mut session = r.session(tx, peer, doc)?;
             let mut out = None;
@@ -134,8 +146,6 @@ impl Replica {
                     out = Some((msg, ids));
                 }
             }
-            // Generating never changes the persistent part of a session (the heads both
-            // sides share; only a received message moves them): nothing to write.
             r.cache_session(peer, doc, session);
             let Some((msg, ids)) = out else {
                 return Ok(None);

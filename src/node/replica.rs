@@ -651,18 +651,7 @@ impl Replica {
         peer: &NodeId,
         doc: &str,
     ) -> Result<Option<Vec<u8>>, NodeError> {
-        // Not flushed: the persisted part of a session (the heads both sides had) only saves
-        // work on the next connection; losing it to a crash costs a longer first exchange,
-        // never data. The next durable write flushes it.
-        self.write_with(false, |r, tx| {
-            let mut session = r.session(tx, peer, doc)?;
-            let msg = match r.doc(tx, doc, true)? {
-                Some((am, _)) => session.generate(am),
-                None => None,
-            };
-            r.keep_session(tx, peer, doc, session);
-            Ok(msg)
-        })
+        Ok(self.generate_message(peer, doc, false)?.map(|(msg, _)| msg))
     }
 
     /// Applies a sync message from `peer` about document `doc`. Changes it brings are kept

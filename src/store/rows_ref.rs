@@ -9,7 +9,8 @@
 
 use super::tables::{key_row_block, prefix_rows, ROWS_PER_BLOCK};
 use super::{Kv, StoreError};
-use crate::model::{BlobId, Guid, MailboxId, ModSeq, Uid};
+use crate::crdt::view::ViewRow;
+use crate::model::{BlobId, Flag, FlagSet, Guid, MailboxId, ModSeq, Uid};
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -38,6 +39,11 @@ impl<'a> FlagsRef<'a> {
     /// Whether the row has flag `f` (stored spelling).
     pub fn contains(&self, f: &str) -> bool {
         self.iter().any(|x| x == f)
+    }
+
+    /// The owned set.
+    pub fn to_set(&self) -> FlagSet {
+        self.iter().map(Flag::stored).collect()
     }
 
     fn push(&mut self, f: &'a str) {
@@ -80,6 +86,20 @@ pub struct RowRef<'a> {
     #[serde(borrow)]
     pub flags: FlagsRef<'a>,
     pub modseq: ModSeq,
+}
+
+impl RowRef<'_> {
+    /// The owned row.
+    pub fn to_row(&self) -> ViewRow {
+        ViewRow {
+            guid: self.guid,
+            blob: self.blob,
+            size: self.size,
+            internal_date: self.internal_date,
+            flags: self.flags.to_set(),
+            modseq: self.modseq,
+        }
+    }
 }
 
 fn corrupt(key: &[u8], why: impl fmt::Display) -> StoreError {
@@ -179,8 +199,6 @@ pub fn rows_at_ref(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::view::ViewRow;
-    use crate::model::{Flag, FlagSet};
     use crate::store::tables::{encode, rows, rows_at};
     use crate::store::MemKv;
     use proptest::prelude::*;

@@ -356,42 +356,13 @@ impl ViewTables for ViewTx<'_, '_> {
 
 /// Calls `f` for each visible row of a mailbox in UID order, one row block (64 rows) in
 /// memory at a time, until it returns false: listing a 1M-message mailbox never holds it.
+/// ([`super::rows_ref::each_row_ref`] with each row made owned.)
 pub fn each_row(
     kv: &dyn Kv,
     mb: &MailboxId,
     f: &mut dyn FnMut(Uid, ViewRow) -> bool,
 ) -> Result<(), StoreError> {
-    let mut err = None;
-    let mut last: Option<Uid> = None;
-    kv.scan(&prefix_rows(mb), &mut |k, v| {
-        let block = k[17..].try_into().ok().map(u32::from_be_bytes);
-        let rows = match decode::<Vec<(Uid, ViewRow)>>(k, v) {
-            Ok(rows) => rows,
-            Err(e) => {
-                err = Some(e);
-                return false;
-            }
-        };
-        for (uid, row) in rows {
-            // Every row sits in its UID's block, in UID order, after the earlier blocks'.
-            if Some(uid.get() / ROWS_PER_BLOCK) != block || last.is_some_and(|l| l >= uid) {
-                err = Some(StoreError::Corrupt {
-                    key: hex::encode(k),
-                    why: "row block out of order".into(),
-                });
-                return false;
-            }
-            last = Some(uid);
-            if !f(uid, row) {
-                return false;
-            }
-        }
-        true
-    })?;
-    match err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    super::rows_ref::each_row_ref(kv, mb, &mut |u, r| f(u, r.to_row()))
 }
 
 /// Reads a mailbox's visible rows in UID order (all in memory: prefer [`each_row`]).

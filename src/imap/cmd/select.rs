@@ -5,7 +5,7 @@ use crate::imap::convert::{flag_out, mailbox_in};
 use crate::imap::selected::{flags_data, Current, Selected};
 use crate::imap::session::{Reply, Session, State};
 use crate::imap::uidset::{self, Ranges};
-use crate::model::{Flag, FlagSet, MailboxId, Uid};
+use crate::model::{Flag, MailboxId, Uid};
 use crate::node::{NodeError, Replica};
 use crate::store::rows_ref::each_row_ref;
 use imap_codec::imap_types::command::SelectParameter;
@@ -45,7 +45,6 @@ impl Scan {
             first_unseen: None,
             changed: Vec::new(),
         };
-        let mut kw_seen: Vec<String> = Vec::new();
         each_row_ref(r.kv(), id, &mut |uid, row| {
             let i = scan.uids.len();
             let modseq = row.modseq.get();
@@ -56,17 +55,12 @@ impl Scan {
             }
             for f in row.flags.iter().filter(|f| !f.starts_with('\\')) {
                 // Few distinct keywords: a linear check before allocating one.
-                if !kw_seen.iter().any(|k| k == f) {
-                    kw_seen.push(f.to_string());
-                    scan.keywords.extend(Flag::try_from(f).ok());
+                if !scan.keywords.iter().any(|k| k.as_str() == f) {
+                    scan.keywords.insert(Flag::stored(f));
                 }
             }
             if since.is_some_and(|s| s.changed(modseq)) {
-                let flags: FlagSet = row
-                    .flags
-                    .iter()
-                    .filter_map(|f| Flag::try_from(f).ok())
-                    .collect();
+                let flags = row.flags.to_set();
                 scan.changed.push((i, Current { uid, modseq, flags }));
             }
             true
