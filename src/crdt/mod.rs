@@ -8,6 +8,7 @@
 //! - [`account`]: the account document holding the mailbox tree.
 
 pub mod account;
+pub mod bulk;
 pub mod meta;
 pub mod segment;
 pub mod view;

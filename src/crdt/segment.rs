@@ -1,6 +1,7 @@
 //! A segment document: a bounded set of a mailbox's messages with their claims, flags and
-//! expunge marks, as flat automerge maps at the root (flat keys are much faster to write and
-//! read than one nested object per message):
+//! expunge marks. Written as packed records (`b/<tag>/<n>` = bytes, see [`super::bulk`]),
+//! one or a few values per change; documents written before that hold flat automerge keys
+//! at the root, still read:
 //!
 //! | key                  | value                          | meaning                      |
 //! |----------------------|--------------------------------|------------------------------|
@@ -9,10 +10,12 @@
 //! | `t/<guid>/<tag>/<flag>` | `true`                      | one add of a flag            |
 //! | `f/<guid>/<flag>`    | `true`                         | a flag (older format, read)  |
 //! | `x/<guid>`           | `true`                         | expunged (final)             |
+//! | `b/<tag>/<n>`        | packed records (bytes)         | any of the above, and flag removals |
 //!
 //! Flags are an observed-remove set with explicit tags: every add of a flag is a new key
-//! whose tag (`<lamport>.<writer>`) names the change that made it, and removing a flag
-//! deletes exactly the tags the remover's *view* held. So a flag is set iff some add of it
+//! (or packed record) whose tag (`<lamport>.<writer>`) names the change that made it, and
+//! removing a flag removes exactly the tags the remover's *view* held (a delete of the key
+//! in the older format, a removal record now). So a flag is set iff some add of it
 //! was not removed by a node that had seen that add: add-wins, decided by what each node
 //! showed, not by what its document happened to hold (a remote change stored but not yet
 //! applied to the view is never removed by a local `-FLAGS`). Every fact is a function of
@@ -25,12 +28,13 @@
 //! claim. A malformed entry of a known kind makes the whole change malformed, which every
 //! node skips alike.
 
+use super::bulk::{self, Packer, Rec};
 use super::meta::ChangeMeta;
 use super::CrdtError;
 use crate::model::{BlobId, Flag, Guid, NodeId, OpId, Uid};
 use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, Change, ReadDoc, ScalarValue, ROOT};
+use automerge::{ActorId, AutoCommit, Change, ScalarValue, ROOT};
 use serde::{Deserialize, Serialize};
 
 /// What a change says about a mailbox, in terms the view understands.
@@ -121,8 +125,12 @@ impl Segment {
     }
 
     /// Writes `ops` as one change carrying `meta`, and returns the facts it establishes.
+    /// The writes are packed ([`super::bulk`]): a few automerge values per change, not an
+    /// automerge key per write.
     pub fn commit(&mut self, ops: &[LocalOp], meta: &ChangeMeta) -> Result<Vec<Fact>, CrdtError> {
         let mut facts = Vec::with_capacity(ops.len());
+        let tag = tag_of(meta);
+        let mut packer = Packer::new();
         for op in ops {
             match op {
                 LocalOp::Add {
@@ -131,8 +139,12 @@ impl Segment {
                     size,
                     internal_date,
                 } => {
-                    let v = format!("{blob} {size} {internal_date}");
-                    self.doc.put(ROOT, format!("m/{guid}"), v)?;
+                    packer.push(&Rec::Add {
+                        guid: *guid,
+                        blob: *blob,
+                        size: *size,
+                        internal_date: *internal_date,
+                    });
                     facts.push(Fact::Message {
                         guid: *guid,
                         blob: *blob,
@@ -142,8 +154,10 @@ impl Segment {
                     });
                 }
                 LocalOp::Claim { guid, uid } => {
-                    self.doc
-                        .put(ROOT, format!("c/{guid}/{uid}"), meta.lamport)?;
+                    packer.push(&Rec::Claim {
+                        guid: *guid,
+                        uid: *uid,
+                    });
                     facts.push(Fact::Claim {
                         guid: *guid,
                         uid: *uid,
@@ -154,46 +168,46 @@ impl Segment {
                     });
                 }
                 LocalOp::SetFlag { guid, flag } => {
-                    let tag = tag_of(meta);
-                    self.doc.put(ROOT, tag_key(guid, &tag, flag), true)?;
+                    packer.push(&Rec::SetFlag { guid: *guid, flag });
                     facts.push(Fact::Flag {
                         guid: *guid,
                         flag: flag.clone(),
-                        tag,
+                        tag: tag.clone(),
                         present: true,
                     });
                 }
                 LocalOp::ClearFlag { guid, flag, tags } => {
-                    for tag in tags {
-                        let key = if tag.is_empty() {
-                            legacy_flag_key(guid, flag)
-                        } else {
-                            tag_key(guid, tag, flag)
-                        };
-                        // Absent when an older remote change removed it too (a concurrent
-                        // removal of the same add): nothing left to delete.
-                        if self.doc.get(ROOT, key.as_str())?.is_some() {
-                            self.doc.delete(ROOT, key.as_str())?;
-                        }
+                    // A removal is a record of its own, whatever the add was (a packed
+                    // record, a `t/` key or an older `f/` key): the key of an add is never
+                    // deleted, so the removal says the same thing to every node.
+                    for t in tags {
+                        packer.push(&Rec::ClearFlag {
+                            guid: *guid,
+                            flag,
+                            tag: t,
+                        });
                         facts.push(Fact::Flag {
                             guid: *guid,
                             flag: flag.clone(),
-                            tag: tag.clone(),
+                            tag: t.clone(),
                             present: false,
                         });
                     }
                 }
                 LocalOp::Expunge { guid } => {
-                    self.doc.put(ROOT, format!("x/{guid}"), true)?;
+                    packer.push(&Rec::Expunge { guid: *guid });
                     facts.push(Fact::Expunge { guid: *guid });
                 }
             }
         }
+        for (i, v) in packer.finish().into_iter().enumerate() {
+            self.doc
+                .put(ROOT, format!("b/{tag}/{i}"), ScalarValue::Bytes(v))?;
+        }
         let opts = || CommitOptions::default().with_message(meta.encode());
-        // automerge skips a put of the value a key already holds and a delete of a missing
-        // key (both happen when a remote change is in the document but not yet applied to
-        // the view), and commits nothing when no operation is left. The mailbox clock
-        // counts this change all the same, so it must exist: make it empty.
+        // A change without writes (a flag change that changed nothing) commits nothing in
+        // automerge. The mailbox clock counts this change all the same, so it must exist:
+        // make it empty.
         if self.doc.commit_with(opts()).is_none() {
             self.doc.empty_change(opts());
         }
@@ -214,6 +228,7 @@ pub fn facts_of_change(
     home: SegmentRef,
 ) -> Result<Vec<Fact>, CrdtError> {
     let expanded = change.decode();
+    let tag = tag_of(meta);
     let mut facts = Vec::with_capacity(expanded.operations.len());
     for op in &expanded.operations {
         let key = match (&op.obj, &op.key) {
@@ -231,6 +246,16 @@ pub fn facts_of_change(
         };
         let is_put = matches!(op.action, OpType::Put(_));
         let is_delete = matches!(op.action, OpType::Delete);
+        if let Some(rest) = key.strip_prefix("b/") {
+            // Packed records: the key names the change (its tag) and the value's order.
+            match &op.action {
+                OpType::Put(ScalarValue::Bytes(v)) if rest.contains('/') => {
+                    bulk::facts_of_value(key, v, meta, &tag, home, &mut facts)?
+                }
+                _ => return Err(bad("packed entry is not a put of bytes")),
+            }
+            continue;
+        }
         let mut parts = key.splitn(3, '/');
         let kind = parts.next().unwrap_or("");
         if !matches!(kind, "m" | "c" | "f" | "t" | "x") {
@@ -297,12 +322,4 @@ pub fn facts_of_change(
 /// The tag of the flag adds a change makes: unique per (writer, change) within a mailbox.
 fn tag_of(meta: &ChangeMeta) -> String {
     format!("{}.{}", meta.lamport, &meta.node.to_hex()[..16])
-}
-
-fn tag_key(guid: &Guid, tag: &str, flag: &Flag) -> String {
-    format!("t/{guid}/{tag}/{flag}")
-}
-
-fn legacy_flag_key(guid: &Guid, flag: &Flag) -> String {
-    format!("f/{guid}/{flag}")
 }

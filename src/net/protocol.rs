@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 
 /// The protocol name negotiated on every request stream.
 /// `/2`: a sync message carries the blobs its changes name ([`Request::Sync`]'s `blobs`).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dovetail/sync/2");
+/// `/3`: segment changes are packed records (`crdt::bulk`), which a `/2` node would skip.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/dovetail/sync/3");
 
 /// The largest frame read from a peer. A frame announcing more is refused before anything
 /// is allocated for it.

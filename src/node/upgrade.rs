@@ -7,13 +7,16 @@
 
 use super::replica::{parse_doc_id, DocKind};
 use super::{NodeError, Replica};
-use crate::crdt::segment::SegmentRef;
+use crate::crdt::meta::ChangeMeta;
+use crate::crdt::segment::{facts_of_change, Fact, SegmentRef};
 use crate::store::{tables, Kv, Tx};
 
 /// The format this version writes. 1: the first release (no `V` key). 2: flag tags, per
 /// message homeless times, the writer record, the name history of account documents.
-/// 3: the change index of every mailbox view (QRESYNC; `store::changes`).
-pub const FORMAT: u32 = 3;
+/// 3: the change index of every mailbox view (QRESYNC; `store::changes`). 4: segment
+/// changes written as packed records (`crdt::bulk`), which a version before 4 would skip as
+/// entries of an unknown kind: it must not open such a store.
+pub const FORMAT: u32 = 4;
 
 /// Prefixes of the derived view tables.
 const VIEW_PREFIXES: [&[u8]; 7] = [b"M", b"G", b"U", b"R", b"P", b"C", b"F"];
@@ -44,6 +47,11 @@ impl Replica {
             // Format 2 served CONDSTORE clients: its MODSEQs are kept (a rebuild would
             // start them again and a cached value could then read as "nothing changed"),
             // and only the change index is added.
+            // Format 3 documents are read as they are (the per-key entries); only the number
+            // changes, so that no older version opens the packed changes written from now.
+            Some(3) => {
+                tracing::info!(from = 3, to = FORMAT, "upgrading the data dir: format number");
+            }
             Some(2) => {
                 tracing::warn!(from = 2, to = FORMAT, "upgrading the data dir: indexing changes");
                 index_changes(self.kv.as_ref())?;
@@ -91,10 +99,7 @@ impl Replica {
                 };
                 let hashes: Vec<_> = am.get_changes(&[]).iter().map(|c| c.hash()).collect();
                 let messages = if seg.node == me {
-                    use automerge::ReadDoc;
-                    am.keys(automerge::ROOT)
-                        .filter(|k| k.starts_with("m/"))
-                        .count() as u64
+                    count_messages(am, seg)?
                 } else {
                     0
                 };
@@ -170,4 +175,19 @@ fn index_changes(kv: &dyn Kv) -> Result<(), NodeError> {
         }
     }
     Ok(())
+}
+
+/// The messages added to a segment document, whatever format its changes were written in.
+fn count_messages(am: &mut automerge::AutoCommit, seg: SegmentRef) -> Result<u64, NodeError> {
+    let mut n = 0;
+    for c in am.get_changes(&[]) {
+        let Some(meta) = c.message().and_then(|m| ChangeMeta::decode(m).ok()) else {
+            continue;
+        };
+        n += facts_of_change(&c, &meta, seg)?
+            .iter()
+            .filter(|f| matches!(f, Fact::Message { .. }))
+            .count() as u64;
+    }
+    Ok(n)
 }
