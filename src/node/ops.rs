@@ -364,7 +364,8 @@ impl Replica {
             for (i, m) in batch.iter().enumerate() {
                 let uid = uid_at(meta.uidnext + i as u64)
                     .ok_or_else(|| NodeError::UidsExhausted(name.to_string()))?;
-                let guid = Guid::random();
+                let guid = Guid::mint();
+                tx.view(*mb).minted(&guid);
                 ops.push(LocalOp::Add {
                     guid,
                     blob: m.blob,

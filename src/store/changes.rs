@@ -136,7 +136,7 @@ mod tests {
 
     fn row(modseq: u64) -> ViewRow {
         ViewRow {
-            guid: Guid::random(),
+            guid: Guid::mint(),
             blob: BlobId::of(b"x"),
             size: 1,
             internal_date: 0,

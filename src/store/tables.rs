@@ -28,7 +28,7 @@ use crate::model::{Guid, MailboxId, ModSeq, NodeId, OpId, Uid};
 use automerge::{AutoCommit, ChangeHash};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Visible rows per `R` record.
 pub const ROWS_PER_BLOCK: u32 = 64;
@@ -124,6 +124,12 @@ pub struct Tx<'a> {
     kv: &'a dyn Kv,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     rows: RowEdits,
+    /// Message records and claim lists this transaction read or wrote, decoded (`true`:
+    /// written, encoded into `writes` at commit). Applying a change reads and rewrites a
+    /// message's record several times (its add, claim, flags, then where it shows): one
+    /// decode and one encode each, not one per access.
+    msgs: HashMap<(MailboxId, Guid), (Option<MsgRec>, bool)>,
+    claims: HashMap<(MailboxId, Uid), (Vec<(Guid, OpId)>, bool)>,
 }
 
 impl<'a> Tx<'a> {
@@ -132,6 +138,8 @@ impl<'a> Tx<'a> {
             kv,
             writes: BTreeMap::new(),
             rows: BTreeMap::new(),
+            msgs: HashMap::new(),
+            claims: HashMap::new(),
         }
     }
 
@@ -166,7 +174,10 @@ impl<'a> Tx<'a> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.rows.is_empty()
+        self.writes.is_empty()
+            && self.rows.is_empty()
+            && !self.msgs.values().any(|(_, w)| *w)
+            && !self.claims.values().any(|(_, w)| *w)
     }
 
     /// Values written (not deleted) in this transaction under `prefix`.
@@ -180,6 +191,17 @@ impl<'a> Tx<'a> {
 
     /// Applies every write as one atomic batch (not yet flushed).
     pub fn commit(mut self) -> Result<(), StoreError> {
+        for ((mb, guid), (rec, written)) in std::mem::take(&mut self.msgs) {
+            if written {
+                let v = rec.as_ref().map(encode);
+                self.writes.insert(key_msg(&mb, &guid), v);
+            }
+        }
+        for ((mb, uid), (at, written)) in std::mem::take(&mut self.claims) {
+            if written {
+                self.put(key_claims(&mb, uid), &at);
+            }
+        }
         for ((mb, block), edits) in std::mem::take(&mut self.rows) {
             let key = key_row_block(&mb, block);
             let mut rows: BTreeMap<Uid, ViewRow> = match self.kv.get(&key)? {
@@ -317,9 +339,20 @@ pub struct ViewTx<'t, 'a> {
 }
 
 impl ViewTx<'_, '_> {
+    /// Records that `guid` was just minted ([`Guid::mint`]) and so has no record yet: the
+    /// engine's check for an existing record then costs no store lookup.
+    pub fn minted(&mut self, guid: &Guid) {
+        self.tx
+            .msgs
+            .entry((self.mb, *guid))
+            .or_insert((None, false));
+    }
     /// The record of a message.
     pub fn msg_rec(&self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
-        self.tx.get(&key_msg(&self.mb, guid))
+        match self.tx.msgs.get(&(self.mb, *guid)) {
+            Some((rec, _)) => Ok(rec.clone()),
+            None => self.tx.get(&key_msg(&self.mb, guid)),
+        }
     }
 }
 
@@ -327,16 +360,30 @@ impl ViewTables for ViewTx<'_, '_> {
     type Error = StoreError;
 
     fn msg(&mut self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
-        self.tx.get(&key_msg(&self.mb, guid))
+        if let Some((rec, _)) = self.tx.msgs.get(&(self.mb, *guid)) {
+            return Ok(rec.clone());
+        }
+        let rec: Option<MsgRec> = self.tx.get(&key_msg(&self.mb, guid))?;
+        self.tx.msgs.insert((self.mb, *guid), (rec.clone(), false));
+        Ok(rec)
     }
     fn put_msg(&mut self, guid: &Guid, rec: &MsgRec) {
-        self.tx.put(key_msg(&self.mb, guid), rec);
+        self.tx
+            .msgs
+            .insert((self.mb, *guid), (Some(rec.clone()), true));
     }
     fn claims_at(&mut self, uid: Uid) -> Result<Vec<(Guid, OpId)>, StoreError> {
-        Ok(self.tx.get(&key_claims(&self.mb, uid))?.unwrap_or_default())
+        if let Some((at, _)) = self.tx.claims.get(&(self.mb, uid)) {
+            return Ok(at.clone());
+        }
+        let at: Vec<(Guid, OpId)> = self.tx.get(&key_claims(&self.mb, uid))?.unwrap_or_default();
+        self.tx.claims.insert((self.mb, uid), (at.clone(), false));
+        Ok(at)
     }
     fn put_claims_at(&mut self, uid: Uid, claims: &[(Guid, OpId)]) {
-        self.tx.put(key_claims(&self.mb, uid), &claims);
+        self.tx
+            .claims
+            .insert((self.mb, uid), (claims.to_vec(), true));
     }
     fn put_row(&mut self, uid: Uid, row: Option<&ViewRow>) {
         self.tx
@@ -471,7 +518,7 @@ mod tests {
 
     fn row(i: u32) -> ViewRow {
         ViewRow {
-            guid: Guid::random(),
+            guid: Guid::mint(),
             blob: BlobId::of(&i.to_be_bytes()),
             size: u64::from(i),
             internal_date: 0,
