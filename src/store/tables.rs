@@ -117,6 +117,9 @@ pub fn decode<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T, StoreError
 /// Edits of visible rows, per (mailbox, block), per UID: `None` removes the row.
 type RowEdits = BTreeMap<(MailboxId, u32), BTreeMap<Uid, Option<ViewRow>>>;
 
+/// The claims on one UID of a mailbox.
+type Claims = Vec<(Guid, OpId)>;
+
 /// The writes of one operation, readable before they are applied (except visible rows,
 /// which are write-only here: they are merged into their blocks at commit, and read from the
 /// store by [`rows`]).
@@ -129,7 +132,7 @@ pub struct Tx<'a> {
     /// message's record several times (its add, claim, flags, then where it shows): one
     /// decode and one encode each, not one per access.
     msgs: HashMap<(MailboxId, Guid), (Option<MsgRec>, bool)>,
-    claims: HashMap<(MailboxId, Uid), (Vec<(Guid, OpId)>, bool)>,
+    claims: HashMap<(MailboxId, Uid), (Claims, bool)>,
 }
 
 impl<'a> Tx<'a> {
