@@ -3,20 +3,28 @@
 //! the answers.
 
 use super::{MailboxEvent, Replica};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use std::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
 
 type Job = Box<dyn FnOnce(&mut Replica) + Send>;
 
 /// A cloneable handle on the replica thread.
 #[derive(Clone)]
 pub struct ReplicaHandle {
-    tx: mpsc::UnboundedSender<Job>,
+    /// A std channel: sending never blocks (unbounded), from async code or not, and the
+    /// replica thread can wait with a timeout (to notice it is idle).
+    tx: mpsc::Sender<Job>,
     events: broadcast::Sender<MailboxEvent>,
 }
 
 /// View events buffered per subscriber; one that falls further behind is told how many it
 /// missed (`RecvError::Lagged`) and must reread the mailbox.
 const EVENT_BUFFER: usize = 16_384;
+
+/// No job for this long and the replica thread is idle: the store's housekeeping runs
+/// ([`crate::store::Kv::idle`]), not in the middle of a burst of work.
+const IDLE_AFTER: Duration = Duration::from_millis(300);
 
 /// The replica thread has stopped (it panicked, or the node is shutting down).
 #[derive(Debug, thiserror::Error)]
@@ -26,18 +34,31 @@ pub struct ActorStopped;
 impl ReplicaHandle {
     /// Moves `r` to a new thread that runs jobs in order until every handle is dropped.
     pub fn spawn(mut r: Replica) -> (ReplicaHandle, std::thread::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let publish = events.clone();
         r.keep_events(true);
         let join = std::thread::Builder::new()
             .name("replica".into())
             .spawn(move || {
-                while let Some(job) = rx.blocking_recv() {
-                    job(&mut r);
-                    for e in r.take_events() {
-                        // No subscriber is fine: nobody is watching.
-                        let _ = publish.send(e);
+                let mut idle_done = true;
+                loop {
+                    match rx.recv_timeout(IDLE_AFTER) {
+                        Ok(job) => {
+                            job(&mut r);
+                            for e in r.take_events() {
+                                // No subscriber is fine: nobody is watching.
+                                let _ = publish.send(e);
+                            }
+                            idle_done = false;
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if !idle_done {
+                                r.kv().idle();
+                                idle_done = true;
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 // Every write was flushed before it was acknowledged; this last flush only

@@ -13,6 +13,9 @@ pub(crate) struct TimedKv {
 }
 
 impl Kv for TimedKv {
+    fn idle(&self) {
+        self.inner.idle()
+    }
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key)
     }

@@ -92,6 +92,10 @@ pub trait Kv: Send + Sync {
     }
     fn apply(&self, batch: Batch) -> Result<(), StoreError>;
     fn flush(&self) -> Result<(), StoreError>;
+    /// Called when the store's owner has been idle for a while: housekeeping that would
+    /// stall a write waits for this (sled's snapshot-writing reopen). Never fails: what
+    /// it could not do is done later.
+    fn idle(&self) {}
     fn blob_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
     fn blob_has(&self, id: &[u8; 32]) -> Result<bool, StoreError>;
     /// Stores a blob (not yet durable: flushed with the next [`Kv::flush`]).

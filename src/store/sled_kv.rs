@@ -27,9 +27,10 @@ pub struct SledKv {
     cache: u64,
     /// The open database. sled 0.34 writes the snapshot of its page table only when it
     /// opens a database, and an open replays the whole log written since the last one: after
-    /// a crash that followed gigabytes of writes, that took seconds. So a flush that follows
-    /// [`REOPEN_AFTER`] bytes of writes closes and reopens the database (when no other
-    /// handle on it is alive), which bounds what a crash leaves to replay.
+    /// a crash that followed gigabytes of writes, that took seconds. So once [`REOPEN_AFTER`]
+    /// bytes were written, the database is closed and reopened (when no other handle on it
+    /// is alive) at the next idle moment ([`Kv::idle`]), or at a flush once twice that was
+    /// written without one, which bounds what a crash leaves to replay.
     db: Mutex<Option<Arc<Db>>>,
     /// Bytes written (keys and values) since the database was last opened.
     written: AtomicU64,
@@ -39,7 +40,8 @@ pub struct SledKv {
 /// sled's page cache when no budget is given.
 pub const DEFAULT_CACHE: u64 = 64 * 1024 * 1024;
 
-/// Bytes of writes after which a flush reopens the database (see [`SledKv`]). sled's log
+/// Bytes of writes after which an idle moment reopens the database (a flush: twice that;
+/// see [`SledKv`]). sled's log
 /// grows by ~3.5 times the bytes written (20k messages appended with a 4 MiB threshold left
 /// 14 MB of log after the last snapshot, of 44 MB in all)
 /// and a first open after a crash replays it at ~150-250 MB/s on the benchmark machine:
@@ -194,8 +196,8 @@ impl SledKv {
     /// was opened, unless a handle on it is alive (a scan in progress): then a later flush
     /// does it. Everything is durable already (called right after a flush), so a failed
     /// open does not fail the flush: it is logged, and the next use opens the database.
-    fn maybe_reopen(&self) {
-        if self.written.load(Ordering::Relaxed) < reopen_after() {
+    fn maybe_reopen(&self, threshold: u64) {
+        if self.written.load(Ordering::Relaxed) < threshold {
             return;
         }
         let mut g = self.db.lock().unwrap_or_else(|e| e.into_inner());
@@ -330,8 +332,15 @@ impl Kv for SledKv {
         // must not outlive the bytes they name.
         self.packs.sync()?;
         self.db()?.db.flush()?;
-        self.maybe_reopen();
+        // A reopen costs an ordinary open (0.1-0.3 s, more for a large store) on the
+        // writer's thread: it waits for the owner to be idle ([`Kv::idle`]) unless twice
+        // the threshold was written without a pause, which still bounds the replay.
+        self.maybe_reopen(reopen_after().saturating_mul(2));
         Ok(())
+    }
+
+    fn idle(&self) {
+        self.maybe_reopen(reopen_after());
     }
 
     fn blob_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -472,14 +481,15 @@ mod tests {
         v
     }
 
-    /// Writes past the reopen threshold reopen the database at a flush, and nothing written
-    /// before or after is lost; a flush from inside a scan (a handle alive) does not reopen
-    /// (and does not deadlock), the next flush outside does.
+    /// Writes past twice the reopen threshold reopen the database at a flush, and nothing
+    /// written before or after is lost; a flush from inside a scan (a handle alive) does not
+    /// reopen (and does not deadlock), the next flush outside does; past the threshold
+    /// once, an idle moment reopens it and a flush does not.
     #[test]
     fn reopen_after_many_writes_keeps_everything() {
         let dir = tempfile::tempdir().expect("tempdir");
         let kv = SledKv::open_with_cache(dir.path(), 8 << 20).expect("open");
-        let n = (REOPEN_AFTER / (256 * 1024)) as u32 + 8;
+        let n = (2 * REOPEN_AFTER / (256 * 1024)) as u32 + 8;
         let mut reopened = false;
         for i in 0..n {
             kv.apply(vec![(i.to_be_bytes().to_vec(), Some(value(i)))])
@@ -494,8 +504,17 @@ mod tests {
             reopened,
             "{n} writes of 256 KiB never reopened the database"
         );
-        // Past the threshold again, then flush while a scan holds the database.
+        // Past the threshold once: a flush leaves it to an idle moment.
         kv.written.store(REOPEN_AFTER, Ordering::Relaxed);
+        kv.flush().expect("flush");
+        assert!(kv.written.load(Ordering::Relaxed) >= REOPEN_AFTER);
+        kv.idle();
+        assert!(
+            kv.written.load(Ordering::Relaxed) < REOPEN_AFTER,
+            "idle did not reopen"
+        );
+        // Past twice the threshold, then flush while a scan holds the database.
+        kv.written.store(2 * REOPEN_AFTER, Ordering::Relaxed);
         let mut seen = 0;
         kv.scan(&[], &mut |_, _| {
             seen += 1;
