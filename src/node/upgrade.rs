@@ -15,11 +15,12 @@ use crate::store::{tables, Kv, Tx};
 /// message homeless times, the writer record, the name history of account documents.
 /// 3: the change index of every mailbox view (QRESYNC; `store::changes`). 4: segment
 /// changes written as packed records (`crdt::bulk`), which a version before 4 would skip as
-/// entries of an unknown kind: it must not open such a store.
+/// entries of an unknown kind: it must not open such a store; claims in blocks of 64 UIDs
+/// (`Q`) instead of a record per UID (`U`).
 pub const FORMAT: u32 = 4;
 
-/// Prefixes of the derived view tables.
-const VIEW_PREFIXES: [&[u8]; 7] = [b"M", b"G", b"U", b"R", b"P", b"C", b"F"];
+/// Prefixes of the derived view tables (`U`: the per-UID claims of formats before 4).
+const VIEW_PREFIXES: [&[u8]; 8] = [b"M", b"G", b"U", b"Q", b"R", b"P", b"C", b"F"];
 
 /// The format of a store: `None` for an empty one.
 fn stored_format(kv: &dyn Kv) -> Result<Option<u32>, NodeError> {
@@ -44,17 +45,20 @@ impl Replica {
                     "this data dir has format {f}, written by a newer dovetail (this one reads up to {FORMAT})"
                 )))
             }
+            // Format 3 documents are read as they are (the per-key entries); the claims go
+            // into blocks, and the number changes so that no older version opens the packed
+            // changes written from now.
+            Some(3) => {
+                tracing::warn!(from = 3, to = FORMAT, "upgrading the data dir: claim blocks");
+                block_claims(self.kv.as_ref())?;
+            }
             // Format 2 served CONDSTORE clients: its MODSEQs are kept (a rebuild would
             // start them again and a cached value could then read as "nothing changed"),
-            // and only the change index is added.
-            // Format 3 documents are read as they are (the per-key entries); only the number
-            // changes, so that no older version opens the packed changes written from now.
-            Some(3) => {
-                tracing::info!(from = 3, to = FORMAT, "upgrading the data dir: format number");
-            }
+            // and only the change index (and the claim blocks) are added.
             Some(2) => {
                 tracing::warn!(from = 2, to = FORMAT, "upgrading the data dir: indexing changes");
                 index_changes(self.kv.as_ref())?;
+                block_claims(self.kv.as_ref())?;
             }
             Some(f) => {
                 tracing::warn!(
@@ -142,6 +146,69 @@ fn remember_open_segment(
     Ok(())
 }
 
+/// Moves the per-UID claim records (`U` + mailbox + UID) of a store before format 4 into
+/// blocks of 64 UIDs (`Q`), in rounds of at most 65,536 records, each one atomic batch
+/// (the blocks written and their records deleted together, so a crash between rounds
+/// leaves a store the next open finishes converting).
+fn block_claims(kv: &dyn Kv) -> Result<(), NodeError> {
+    use crate::model::{Guid, MailboxId, OpId, Uid};
+    type Rec = (MailboxId, Uid, Vec<(Guid, OpId)>);
+    const ROUND: usize = 65_536;
+    let mut start = b"U".to_vec();
+    loop {
+        let mut recs: Vec<(Vec<u8>, Rec)> = Vec::new();
+        let mut bad = None;
+        kv.scan_from(b"U", &start, &mut |k, v| {
+            let mb = k.get(1..17).and_then(MailboxId::from_slice);
+            let uid = k
+                .get(17..21)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .and_then(|b| Uid::new(u32::from_be_bytes(b)));
+            match (mb, uid, tables::decode(k, v)) {
+                (Some(mb), Some(uid), Ok(c)) if k.len() == 21 => {
+                    recs.push((k.to_vec(), (mb, uid, c)));
+                }
+                _ => {
+                    bad = Some(hex::encode(k));
+                    return false;
+                }
+            }
+            recs.len() < ROUND
+        })?;
+        if let Some(key) = bad {
+            return Err(NodeError::Io(format!("malformed claim record {key}")));
+        }
+        let Some((last, _)) = recs.last() else {
+            return Ok(());
+        };
+        start = [last.as_slice(), &[0]].concat();
+        // A block split over two rounds: the second round merges into the stored block.
+        let mut blocks: std::collections::BTreeMap<
+            (MailboxId, u32),
+            Vec<(Uid, Vec<(Guid, OpId)>)>,
+        > = std::collections::BTreeMap::new();
+        let mut batch = Vec::with_capacity(recs.len() + recs.len() / 32);
+        for (k, (mb, uid, c)) in recs {
+            batch.push((k, None));
+            blocks
+                .entry((mb, uid.get() / tables::ROWS_PER_BLOCK))
+                .or_default()
+                .push((uid, c));
+        }
+        for ((mb, block), mut entries) in blocks {
+            let key = tables::key_claims_block(&mb, block);
+            if let Some(v) = kv.get(&key)? {
+                let stored: Vec<(Uid, Vec<(Guid, OpId)>)> = tables::decode(&key, &v)?;
+                entries.extend(stored);
+                entries.sort_by_key(|(u, _)| *u);
+                entries.dedup_by_key(|(u, _)| *u);
+            }
+            batch.push((key, Some(tables::encode(&entries))));
+        }
+        kv.apply(batch)?;
+    }
+}
+
 /// Builds the change index of a format-2 store: a `Row` entry per visible row, and a vanish
 /// floor at each mailbox's HIGHESTMODSEQ (its earlier expunges were never recorded, so a
 /// QRESYNC value from before the upgrade gets the full VANISHED answer, not a partial one).
@@ -190,4 +257,62 @@ fn count_messages(am: &mut automerge::AutoCommit, seg: SegmentRef) -> Result<u64
             .count() as u64;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::view::ViewTables;
+    use crate::model::{Guid, MailboxId, NodeId, OpId, Uid};
+    use crate::store::{MemKv, Tx};
+
+    /// Per-UID claim records of an older store become blocks that read back the same, over
+    /// more than one round, and none of the old records is left.
+    #[test]
+    fn claim_records_move_into_blocks() {
+        let kv = MemKv::new();
+        let mbs = [MailboxId([1; 16]), MailboxId([2; 16])];
+        let claims = |mb: &MailboxId, u: u32| -> Vec<(Guid, OpId)> {
+            (0..1 + u % 3)
+                .map(|i| {
+                    (
+                        Guid([mb.0[0] ^ i as u8; 16]),
+                        OpId {
+                            counter: u64::from(u) * 7 + u64::from(i),
+                            node: NodeId([i as u8; 32]),
+                        },
+                    )
+                })
+                .collect()
+        };
+        let uids: Vec<u32> = (1..70_000).step_by(1).filter(|u| u % 5 != 0).collect();
+        let mut batch = Vec::new();
+        for mb in &mbs {
+            for &u in &uids {
+                let key = [b"U".as_slice(), mb.as_bytes(), &u.to_be_bytes()].concat();
+                batch.push((key, Some(tables::encode(&claims(mb, u)))));
+            }
+        }
+        kv.apply(batch).unwrap();
+        block_claims(&kv).unwrap();
+        let mut left = 0;
+        kv.scan(b"U", &mut |_, _| {
+            left += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(left, 0, "per-UID records left");
+        let mut tx = Tx::new(&kv);
+        for mb in &mbs {
+            let mut v = tx.view(*mb);
+            for u in 1..70_001u32 {
+                let want = if u % 5 != 0 && u < 70_000 {
+                    claims(mb, u)
+                } else {
+                    vec![]
+                };
+                assert_eq!(v.claims_at(Uid::new(u).unwrap()).unwrap(), want, "uid {u}");
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! | `H`    | doc id                      | [`DocMeta`]: heads, chunk range         |
 //! | `M`    | mailbox id                  | [`MailboxMeta`]                         |
 //! | `G`    | mailbox id, GUID            | [`MsgRec`]                              |
-//! | `U`    | mailbox id, UID (be)        | claims at that UID                      |
+//! | `Q`    | mailbox id, UID / 64 (be)   | claims of 64 consecutive UIDs: [(UID, [(GUID, op)])] |
 //! | `R`    | mailbox id, UID / 64 (be)   | visible messages of 64 consecutive UIDs: [(UID, [`ViewRow`])] |
 //! | `P`    | mailbox id, change hash     | doc id of a change not yet applied      |
 //! | `C`, `F` | mailbox id, ...           | the change index ([`super::changes`])   |
@@ -70,8 +70,10 @@ pub fn key_mailbox(mb: &MailboxId) -> Vec<u8> {
 fn key_msg(mb: &MailboxId, g: &Guid) -> Vec<u8> {
     [b"G".as_slice(), mb.as_bytes(), g.as_bytes()].concat()
 }
-fn key_claims(mb: &MailboxId, uid: Uid) -> Vec<u8> {
-    [b"U".as_slice(), mb.as_bytes(), &uid.get().to_be_bytes()].concat()
+/// The key of the claims of UIDs `64 * block ..= 64 * block + 63`. (Format 3 kept one `U`
+/// record per UID: an append wrote one more sled record per message.)
+pub(crate) fn key_claims_block(mb: &MailboxId, block: u32) -> Vec<u8> {
+    [b"Q".as_slice(), mb.as_bytes(), &block.to_be_bytes()].concat()
 }
 pub(crate) fn key_row_block(mb: &MailboxId, block: u32) -> Vec<u8> {
     [b"R".as_slice(), mb.as_bytes(), &block.to_be_bytes()].concat()
@@ -120,6 +122,9 @@ type RowEdits = BTreeMap<(MailboxId, u32), BTreeMap<Uid, Option<ViewRow>>>;
 /// The claims on one UID of a mailbox.
 type Claims = Vec<(Guid, OpId)>;
 
+/// The claims of one block of [`ROWS_PER_BLOCK`] UIDs (UIDs without a claim left out).
+type ClaimsBlock = BTreeMap<Uid, Claims>;
+
 /// The writes of one operation, readable before they are applied (except visible rows,
 /// which are write-only here: they are merged into their blocks at commit, and read from the
 /// store by [`rows`]).
@@ -132,7 +137,10 @@ pub struct Tx<'a> {
     /// message's record several times (its add, claim, flags, then where it shows): one
     /// decode and one encode each, not one per access.
     msgs: HashMap<(MailboxId, Guid), (Option<MsgRec>, bool)>,
-    claims: HashMap<(MailboxId, Uid), (Claims, bool)>,
+    /// Claim blocks, by (mailbox, UID / 64).
+    claims: HashMap<(MailboxId, u32), (ClaimsBlock, bool)>,
+    /// A write that could not be prepared: [`Tx::commit`] fails with it.
+    failed: Option<StoreError>,
 }
 
 impl<'a> Tx<'a> {
@@ -143,6 +151,7 @@ impl<'a> Tx<'a> {
             rows: BTreeMap::new(),
             msgs: HashMap::new(),
             claims: HashMap::new(),
+            failed: None,
         }
     }
 
@@ -194,15 +203,25 @@ impl<'a> Tx<'a> {
 
     /// Applies every write as one atomic batch (not yet flushed).
     pub fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         for ((mb, guid), (rec, written)) in std::mem::take(&mut self.msgs) {
             if written {
                 let v = rec.as_ref().map(encode);
                 self.writes.insert(key_msg(&mb, &guid), v);
             }
         }
-        for ((mb, uid), (at, written)) in std::mem::take(&mut self.claims) {
-            if written {
-                self.put(key_claims(&mb, uid), &at);
+        for ((mb, block), (at, written)) in std::mem::take(&mut self.claims) {
+            if !written {
+                continue;
+            }
+            let key = key_claims_block(&mb, block);
+            if at.is_empty() {
+                self.delete(key);
+            } else {
+                let v: Vec<(&Uid, &Claims)> = at.iter().collect();
+                self.put(key, &v);
             }
         }
         for ((mb, block), edits) in std::mem::take(&mut self.rows) {
@@ -342,6 +361,21 @@ pub struct ViewTx<'t, 'a> {
 }
 
 impl ViewTx<'_, '_> {
+    /// The cached claim block holding `uid`, read from the store the first time.
+    fn claims_block(&mut self, uid: Uid) -> Result<&mut (ClaimsBlock, bool), StoreError> {
+        let k = (self.mb, uid.get() / ROWS_PER_BLOCK);
+        if !self.tx.claims.contains_key(&k) {
+            let key = key_claims_block(&self.mb, k.1);
+            let block: ClaimsBlock = match self.tx.get_raw(&key)? {
+                Some(v) => decode::<Vec<(Uid, Claims)>>(&key, &v)?
+                    .into_iter()
+                    .collect(),
+                None => BTreeMap::new(),
+            };
+            self.tx.claims.insert(k, (block, false));
+        }
+        Ok(self.tx.claims.get_mut(&k).expect("inserted above"))
+    }
     /// Records that `guid` was just minted ([`Guid::mint`]) and so has no record yet: the
     /// engine's check for an existing record then costs no store lookup.
     pub fn minted(&mut self, guid: &Guid) {
@@ -376,17 +410,30 @@ impl ViewTables for ViewTx<'_, '_> {
             .insert((self.mb, *guid), (Some(rec.clone()), true));
     }
     fn claims_at(&mut self, uid: Uid) -> Result<Vec<(Guid, OpId)>, StoreError> {
-        if let Some((at, _)) = self.tx.claims.get(&(self.mb, uid)) {
-            return Ok(at.clone());
-        }
-        let at: Vec<(Guid, OpId)> = self.tx.get(&key_claims(&self.mb, uid))?.unwrap_or_default();
-        self.tx.claims.insert((self.mb, uid), (at.clone(), false));
-        Ok(at)
+        Ok(self
+            .claims_block(uid)?
+            .0
+            .get(&uid)
+            .cloned()
+            .unwrap_or_default())
     }
     fn put_claims_at(&mut self, uid: Uid, claims: &[(Guid, OpId)]) {
-        self.tx
-            .claims
-            .insert((self.mb, uid), (claims.to_vec(), true));
+        // The engine reads a UID's claims before it writes them, so the block is cached. Were
+        // it not and could it not be read, the transaction must not commit (a fresh block
+        // would drop the other UIDs' claims).
+        let block = match self.claims_block(uid) {
+            Ok(b) => b,
+            Err(e) => {
+                self.tx.failed.get_or_insert(e);
+                return;
+            }
+        };
+        if claims.is_empty() {
+            block.0.remove(&uid);
+        } else {
+            block.0.insert(uid, claims.to_vec());
+        }
+        block.1 = true;
     }
     fn put_row(&mut self, uid: Uid, row: Option<&ViewRow>) {
         self.tx

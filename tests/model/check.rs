@@ -235,11 +235,14 @@ impl Sim {
         let mut n = 0;
         let mut bad = None;
         self.kvs[i]
-            .scan(b"U", &mut |k, v| {
-                match tables::decode::<Vec<(Guid, OpId)>>(k, v) {
-                    Ok(c) => {
-                        let guids: BTreeSet<&Guid> = c.iter().map(|(g, _)| g).collect();
-                        n += usize::from(guids.len() > 1);
+            .scan(b"Q", &mut |k, v| {
+                // Claim blocks: (UID, claims) of 64 consecutive UIDs.
+                match tables::decode::<Vec<(Uid, Vec<(Guid, OpId)>)>>(k, v) {
+                    Ok(block) => {
+                        for (_, c) in &block {
+                            let guids: BTreeSet<&Guid> = c.iter().map(|(g, _)| g).collect();
+                            n += usize::from(guids.len() > 1);
+                        }
                     }
                     Err(e) => bad = Some(e.to_string()),
                 }
