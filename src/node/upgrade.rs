@@ -152,7 +152,8 @@ fn remember_open_segment(
 /// leaves a store the next open finishes converting).
 fn block_claims(kv: &dyn Kv) -> Result<(), NodeError> {
     use crate::model::{Guid, MailboxId, OpId, Uid};
-    type Rec = (MailboxId, Uid, Vec<(Guid, OpId)>);
+    type Claims = Vec<(Guid, OpId)>;
+    type Rec = (MailboxId, Uid, Claims);
     const ROUND: usize = 65_536;
     let mut start = b"U".to_vec();
     loop {
@@ -183,10 +184,8 @@ fn block_claims(kv: &dyn Kv) -> Result<(), NodeError> {
         };
         start = [last.as_slice(), &[0]].concat();
         // A block split over two rounds: the second round merges into the stored block.
-        let mut blocks: std::collections::BTreeMap<
-            (MailboxId, u32),
-            Vec<(Uid, Vec<(Guid, OpId)>)>,
-        > = std::collections::BTreeMap::new();
+        let mut blocks: std::collections::BTreeMap<(MailboxId, u32), Vec<(Uid, Claims)>> =
+            std::collections::BTreeMap::new();
         let mut batch = Vec::with_capacity(recs.len() + recs.len() / 32);
         for (k, (mb, uid, c)) in recs {
             batch.push((k, None));
@@ -198,7 +197,7 @@ fn block_claims(kv: &dyn Kv) -> Result<(), NodeError> {
         for ((mb, block), mut entries) in blocks {
             let key = tables::key_claims_block(&mb, block);
             if let Some(v) = kv.get(&key)? {
-                let stored: Vec<(Uid, Vec<(Guid, OpId)>)> = tables::decode(&key, &v)?;
+                let stored: Vec<(Uid, Claims)> = tables::decode(&key, &v)?;
                 entries.extend(stored);
                 entries.sort_by_key(|(u, _)| *u);
                 entries.dedup_by_key(|(u, _)| *u);
