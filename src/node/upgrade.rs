@@ -16,11 +16,13 @@ use crate::store::{tables, Kv, Tx};
 /// 3: the change index of every mailbox view (QRESYNC; `store::changes`). 4: segment
 /// changes written as packed records (`crdt::bulk`), which a version before 4 would skip as
 /// entries of an unknown kind: it must not open such a store; claims in blocks of 64 UIDs
-/// (`Q`) instead of a record per UID (`U`).
+/// (`Q`) instead of a record per UID (`U`), and the change index in blocks of 64 MODSEQs
+/// (`K`) instead of a record per entry (`C`).
 pub const FORMAT: u32 = 4;
 
-/// Prefixes of the derived view tables (`U`: the per-UID claims of formats before 4).
-const VIEW_PREFIXES: [&[u8]; 8] = [b"M", b"G", b"U", b"Q", b"R", b"P", b"C", b"F"];
+/// Prefixes of the derived view tables (`U`, `C`: the per-UID claims and per-entry change
+/// index of formats before 4).
+const VIEW_PREFIXES: [&[u8]; 9] = [b"M", b"G", b"U", b"Q", b"R", b"P", b"C", b"K", b"F"];
 
 /// The format of a store: `None` for an empty one.
 fn stored_format(kv: &dyn Kv) -> Result<Option<u32>, NodeError> {
@@ -49,8 +51,9 @@ impl Replica {
             // into blocks, and the number changes so that no older version opens the packed
             // changes written from now.
             Some(3) => {
-                tracing::warn!(from = 3, to = FORMAT, "upgrading the data dir: claim blocks");
+                tracing::warn!(from = 3, to = FORMAT, "upgrading the data dir: index blocks");
                 block_claims(self.kv.as_ref())?;
+                block_changes(self.kv.as_ref())?;
             }
             // Format 2 served CONDSTORE clients: its MODSEQs are kept (a rebuild would
             // start them again and a cached value could then read as "nothing changed"),
@@ -59,6 +62,7 @@ impl Replica {
                 tracing::warn!(from = 2, to = FORMAT, "upgrading the data dir: indexing changes");
                 index_changes(self.kv.as_ref())?;
                 block_claims(self.kv.as_ref())?;
+                block_changes(self.kv.as_ref())?;
             }
             Some(f) => {
                 tracing::warn!(
@@ -147,61 +151,88 @@ fn remember_open_segment(
 }
 
 /// Moves the per-UID claim records (`U` + mailbox + UID) of a store before format 4 into
-/// blocks of 64 UIDs (`Q`), in rounds of at most 65,536 records, each one atomic batch
-/// (the blocks written and their records deleted together, so a crash between rounds
-/// leaves a store the next open finishes converting).
+/// blocks of 64 UIDs (`Q`).
 fn block_claims(kv: &dyn Kv) -> Result<(), NodeError> {
     use crate::model::{Guid, MailboxId, OpId, Uid};
-    type Claims = Vec<(Guid, OpId)>;
-    type Rec = (MailboxId, Uid, Claims);
-    const ROUND: usize = 65_536;
-    let mut start = b"U".to_vec();
-    loop {
-        let mut recs: Vec<(Vec<u8>, Rec)> = Vec::new();
-        let mut bad = None;
-        kv.scan_from(b"U", &start, &mut |k, v| {
-            let mb = k.get(1..17).and_then(MailboxId::from_slice);
-            let uid = k
-                .get(17..21)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .and_then(|b| Uid::new(u32::from_be_bytes(b)));
-            match (mb, uid, tables::decode(k, v)) {
-                (Some(mb), Some(uid), Ok(c)) if k.len() == 21 => {
-                    recs.push((k.to_vec(), (mb, uid, c)));
-                }
-                _ => {
-                    bad = Some(hex::encode(k));
-                    return false;
-                }
+    rebucket::<Uid, Vec<(Guid, OpId)>>(kv, b"U", "claim", &|k, v| {
+        let mb = k.get(1..17).and_then(MailboxId::from_slice)?;
+        let uid = k
+            .get(17..21)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .and_then(|b| Uid::new(u32::from_be_bytes(b)))?;
+        let claims = tables::decode(k, v).ok()?;
+        (k.len() == 21).then(|| {
+            let block = tables::key_claims_block(&mb, uid.get() / tables::ROWS_PER_BLOCK);
+            (block, uid, claims)
+        })
+    })
+}
+
+/// Moves the per-entry change-index records (`C` + mailbox + MODSEQ + UID) of a store
+/// before format 4 into blocks of 64 MODSEQs (`K`).
+fn block_changes(kv: &dyn Kv) -> Result<(), NodeError> {
+    use crate::model::MailboxId;
+    use crate::store::changes::key_change_block;
+    rebucket::<(u64, u32), u8>(kv, b"C", "change index", &|k, v| {
+        let mb = k.get(1..17).and_then(MailboxId::from_slice)?;
+        let modseq = u64::from_be_bytes(k.get(17..25)?.try_into().ok()?);
+        let uid = u32::from_be_bytes(k.get(25..29)?.try_into().ok()?);
+        match v {
+            [c @ (0 | 1)] if k.len() == 29 => {
+                Some((key_change_block(&mb, modseq), (modseq, uid), *c))
             }
-            recs.len() < ROUND
+            _ => None,
+        }
+    })
+}
+
+/// Parses a one-entry record (key, value) into the key of its block, its sort key in the
+/// block and its value; `None`: malformed.
+type Parse<'a, S, T> = &'a dyn Fn(&[u8], &[u8]) -> Option<(Vec<u8>, S, T)>;
+
+/// Moves the one-entry records under `old` into blocks (each stored as `[(sort key,
+/// value)]` in order, postcard), in rounds of at most 65,536 records, each one atomic batch:
+/// the blocks written and the records deleted together, so a crash between rounds leaves a
+/// store the next open finishes converting. A block split over two rounds is merged.
+fn rebucket<S, T>(
+    kv: &dyn Kv,
+    old: &[u8],
+    what: &str,
+    parse: Parse<'_, S, T>,
+) -> Result<(), NodeError>
+where
+    S: Ord + Copy + serde::Serialize + serde::de::DeserializeOwned,
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    const ROUND: usize = 65_536;
+    let mut start = old.to_vec();
+    loop {
+        let mut blocks: std::collections::BTreeMap<Vec<u8>, Vec<(S, T)>> = Default::default();
+        let mut batch = Vec::new();
+        let mut bad = None;
+        kv.scan_from(old, &start, &mut |k, v| {
+            let Some((block, s, t)) = parse(k, v) else {
+                bad = Some(hex::encode(k));
+                return false;
+            };
+            blocks.entry(block).or_default().push((s, t));
+            batch.push((k.to_vec(), None));
+            batch.len() < ROUND
         })?;
         if let Some(key) = bad {
-            return Err(NodeError::Io(format!("malformed claim record {key}")));
+            return Err(NodeError::Io(format!("malformed {what} record {key}")));
         }
-        let Some((last, _)) = recs.last() else {
+        let Some((last, _)) = batch.last() else {
             return Ok(());
         };
         start = [last.as_slice(), &[0]].concat();
-        // A block split over two rounds: the second round merges into the stored block.
-        let mut blocks: std::collections::BTreeMap<(MailboxId, u32), Vec<(Uid, Claims)>> =
-            std::collections::BTreeMap::new();
-        let mut batch = Vec::with_capacity(recs.len() + recs.len() / 32);
-        for (k, (mb, uid, c)) in recs {
-            batch.push((k, None));
-            blocks
-                .entry((mb, uid.get() / tables::ROWS_PER_BLOCK))
-                .or_default()
-                .push((uid, c));
-        }
-        for ((mb, block), mut entries) in blocks {
-            let key = tables::key_claims_block(&mb, block);
+        for (key, mut entries) in blocks {
             if let Some(v) = kv.get(&key)? {
-                let stored: Vec<(Uid, Claims)> = tables::decode(&key, &v)?;
+                let stored: Vec<(S, T)> = tables::decode(&key, &v)?;
                 entries.extend(stored);
-                entries.sort_by_key(|(u, _)| *u);
-                entries.dedup_by_key(|(u, _)| *u);
             }
+            entries.sort_by_key(|(s, _)| *s);
+            entries.dedup_by_key(|(s, _)| *s);
             batch.push((key, Some(tables::encode(&entries))));
         }
         kv.apply(batch)?;
@@ -312,6 +343,45 @@ mod tests {
                 };
                 assert_eq!(v.claims_at(Uid::new(u).unwrap()).unwrap(), want, "uid {u}");
             }
+        }
+    }
+
+    /// Per-entry change-index records of a format-3 store become blocks from which `since`
+    /// reads the same changes.
+    #[test]
+    fn change_records_move_into_blocks() {
+        use crate::crdt::view::Change;
+        use crate::model::ModSeq;
+        use crate::store::changes::{change_value, key_change, since};
+        let kv = MemKv::new();
+        let mb = MailboxId([5; 16]);
+        let mut batch = Vec::new();
+        // UID u's row at MODSEQ 2u; every 7th UID vanished at 2u + 1 instead.
+        for u in 1..40_000u32 {
+            let (m, c) = if u % 7 == 0 {
+                (2 * u64::from(u) + 1, Change::Vanished)
+            } else {
+                (2 * u64::from(u), Change::Row)
+            };
+            let key = key_change(&mb, ModSeq::new(m).unwrap(), Uid::new(u).unwrap());
+            batch.push((key, Some(change_value(c))));
+        }
+        kv.apply(batch).unwrap();
+        block_changes(&kv).unwrap();
+        let mut left = 0;
+        kv.scan(b"C", &mut |_, _| {
+            left += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(left, 0, "per-entry records left");
+        for after in [0u64, 1, 127, 128, 5_000, 79_990] {
+            let s = since(&kv, &mb, after).unwrap();
+            let want: Vec<Uid> = (1..40_000u32)
+                .filter(|u| u % 7 == 0 && 2 * u64::from(*u) + 1 > after)
+                .map(|u| Uid::new(u).unwrap())
+                .collect();
+            assert_eq!(s.vanished, want, "vanished after {after}");
         }
     }
 }

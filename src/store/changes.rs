@@ -1,9 +1,12 @@
 //! The change index of a mailbox view: one entry per (MODSEQ, UID), in MODSEQ order, so
 //! "what changed since MODSEQ m" is a seek and a scan of the changes, not of the mailbox.
+//! Entries are packed in blocks of [`CHANGES_PER_BLOCK`] MODSEQs (format 4; format 3 kept
+//! one `C` record per entry, one more sled record per message written):
 //!
 //! | prefix | key                                  | value                     |
 //! |--------|--------------------------------------|---------------------------|
-//! | `C`    | mailbox id, MODSEQ (be), UID (be)    | 0: the row's current MODSEQ; 1: the UID vanished |
+//! | `K`    | mailbox id, MODSEQ / 64 (be u64)     | [(MODSEQ, UID, 0: the row's current MODSEQ; 1: the UID vanished)], sorted |
+//! | `C`    | mailbox id, MODSEQ (be), UID (be)    | format 3's entries (converted on open) |
 //! | `F`    | mailbox id                           | the vanish floor (u64)    |
 //!
 //! A visible row has exactly one `Row` entry, at its current MODSEQ (the UID engine moves it
@@ -20,7 +23,43 @@ use crate::crdt::view::{Change, ViewRow};
 use crate::model::{MailboxId, ModSeq, Uid};
 use std::collections::BTreeMap;
 
-/// The key of a change-index entry.
+/// MODSEQs per change-index block.
+pub const CHANGES_PER_BLOCK: u64 = 64;
+
+/// One block of the change index: (MODSEQ, UID) → kind (0 row, 1 vanished).
+pub type ChangeBlock = BTreeMap<(u64, u32), u8>;
+
+/// The key of the change-index block holding `modseq`.
+pub fn key_change_block(mb: &MailboxId, modseq: u64) -> Vec<u8> {
+    [
+        b"K".as_slice(),
+        mb.as_bytes(),
+        &(modseq / CHANGES_PER_BLOCK).to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// Decodes a stored change-index block.
+pub fn decode_block(key: &[u8], v: &[u8]) -> Result<ChangeBlock, StoreError> {
+    let entries: Vec<(u64, u32, u8)> = decode(key, v)?;
+    Ok(entries.into_iter().map(|(m, u, c)| ((m, u), c)).collect())
+}
+
+/// Encodes a change-index block (`None` when it is empty: the record is deleted).
+pub fn encode_block(b: &ChangeBlock) -> Option<Vec<u8>> {
+    let entries: Vec<(u64, u32, u8)> = b.iter().map(|(&(m, u), &c)| (m, u, c)).collect();
+    (!entries.is_empty()).then(|| encode(&entries))
+}
+
+/// The stored kind of a change.
+pub fn change_kind(c: Change) -> u8 {
+    match c {
+        Change::Row => 0,
+        Change::Vanished => 1,
+    }
+}
+
+/// The key of a format-3 change-index entry (read by the upgrade only).
 pub fn key_change(mb: &MailboxId, modseq: ModSeq, uid: Uid) -> Vec<u8> {
     [
         b"C".as_slice(),
@@ -31,16 +70,13 @@ pub fn key_change(mb: &MailboxId, modseq: ModSeq, uid: Uid) -> Vec<u8> {
     .concat()
 }
 
-/// The value of a change-index entry.
+/// The value of a format-3 change-index entry.
 pub fn change_value(c: Change) -> Vec<u8> {
-    vec![match c {
-        Change::Row => 0,
-        Change::Vanished => 1,
-    }]
+    vec![change_kind(c)]
 }
 
-fn prefix_changes(mb: &MailboxId) -> Vec<u8> {
-    [b"C".as_slice(), mb.as_bytes()].concat()
+fn prefix_change_blocks(mb: &MailboxId) -> Vec<u8> {
+    [b"K".as_slice(), mb.as_bytes()].concat()
 }
 
 /// The key of a mailbox's vanish floor.
@@ -77,31 +113,36 @@ pub struct Since {
 /// The changes of a mailbox with a MODSEQ above `after`: a seek into the index, then one
 /// read per changed row block. Costs the changes, not the mailbox.
 pub fn since(kv: &dyn Kv, mb: &MailboxId, after: u64) -> Result<Since, StoreError> {
-    let prefix = prefix_changes(mb);
-    let start = [prefix.as_slice(), &after.saturating_add(1).to_be_bytes()].concat();
+    let prefix = prefix_change_blocks(mb);
+    let start = key_change_block(mb, after.saturating_add(1));
     let mut rows: Vec<Uid> = Vec::new();
     let mut vanished: Vec<Uid> = Vec::new();
     let mut bad = None;
     kv.scan_from(&prefix, &start, &mut |k, v| {
-        let uid = k
-            .get(prefix.len() + 8..)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .and_then(|b| Uid::new(u32::from_be_bytes(b)));
-        match (uid, v) {
-            (Some(u), [0]) => rows.push(u),
-            (Some(u), [1]) => vanished.push(u),
-            _ => {
-                bad = Some(hex::encode(k));
+        let block = match decode_block(k, v) {
+            Ok(b) => b,
+            Err(e) => {
+                bad = Some(e);
                 return false;
+            }
+        };
+        for ((m, u), c) in block.range((after.saturating_add(1), 0)..) {
+            match (Uid::new(*u), c) {
+                (Some(u), 0) => rows.push(u),
+                (Some(u), 1) => vanished.push(u),
+                _ => {
+                    bad = Some(StoreError::Corrupt {
+                        key: hex::encode(k),
+                        why: format!("change index entry ({m}, {u}, {c})"),
+                    });
+                    return false;
+                }
             }
         }
         true
     })?;
-    if let Some(key) = bad {
-        return Err(StoreError::Corrupt {
-            key,
-            why: "change index entry".into(),
-        });
+    if let Some(e) = bad {
+        return Err(e);
     }
     rows.sort();
     vanished.sort();

@@ -9,7 +9,7 @@
 //! | `Q`    | mailbox id, UID / 64 (be)   | claims of 64 consecutive UIDs: [(UID, [(GUID, op)])] |
 //! | `R`    | mailbox id, UID / 64 (be)   | visible messages of 64 consecutive UIDs: [(UID, [`ViewRow`])] |
 //! | `P`    | mailbox id, change hash     | doc id of a change not yet applied      |
-//! | `C`, `F` | mailbox id, ...           | the change index ([`super::changes`])   |
+//! | `K`, `F` | mailbox id, ...           | the change index ([`super::changes`])   |
 //! | `S`    | peer id, doc id             | automerge sync state                    |
 //! | `I`    |                             | node identity (ed25519 keypair)         |
 //! | `W`    |                             | writer id and the store's (dev, inode)  |
@@ -139,6 +139,8 @@ pub struct Tx<'a> {
     msgs: HashMap<(MailboxId, Guid), (Option<MsgRec>, bool)>,
     /// Claim blocks, by (mailbox, UID / 64).
     claims: HashMap<(MailboxId, u32), (ClaimsBlock, bool)>,
+    /// Change-index blocks, by (mailbox, MODSEQ / 64).
+    changes: HashMap<(MailboxId, u64), (super::changes::ChangeBlock, bool)>,
     /// A write that could not be prepared: [`Tx::commit`] fails with it.
     failed: Option<StoreError>,
 }
@@ -151,6 +153,7 @@ impl<'a> Tx<'a> {
             rows: BTreeMap::new(),
             msgs: HashMap::new(),
             claims: HashMap::new(),
+            changes: HashMap::new(),
             failed: None,
         }
     }
@@ -190,6 +193,7 @@ impl<'a> Tx<'a> {
             && self.rows.is_empty()
             && !self.msgs.values().any(|(_, w)| *w)
             && !self.claims.values().any(|(_, w)| *w)
+            && !self.changes.values().any(|(_, w)| *w)
     }
 
     /// Values written (not deleted) in this transaction under `prefix`.
@@ -210,6 +214,15 @@ impl<'a> Tx<'a> {
             if written {
                 let v = rec.as_ref().map(encode);
                 self.writes.insert(key_msg(&mb, &guid), v);
+            }
+        }
+        for ((mb, block), (b, written)) in std::mem::take(&mut self.changes) {
+            if written {
+                let key = super::changes::key_change_block(
+                    &mb,
+                    block * super::changes::CHANGES_PER_BLOCK,
+                );
+                self.writes.insert(key, super::changes::encode_block(&b));
             }
         }
         for ((mb, block), (at, written)) in std::mem::take(&mut self.claims) {
@@ -443,11 +456,33 @@ impl ViewTables for ViewTx<'_, '_> {
             .insert(uid, row.cloned());
     }
     fn put_change(&mut self, modseq: ModSeq, uid: Uid, change: Option<Change>) {
-        let key = super::changes::key_change(&self.mb, modseq, uid);
-        match change {
-            Some(c) => self.tx.put_raw(key, super::changes::change_value(c)),
-            None => self.tx.delete(key),
+        use super::changes::{change_kind, decode_block, key_change_block, CHANGES_PER_BLOCK};
+        let m = modseq.get();
+        let k = (self.mb, m / CHANGES_PER_BLOCK);
+        if !self.tx.changes.contains_key(&k) {
+            let key = key_change_block(&self.mb, m);
+            let block = match self.tx.get_raw(&key) {
+                Ok(Some(v)) => decode_block(&key, &v),
+                Ok(None) => Ok(BTreeMap::new()),
+                Err(e) => Err(e),
+            };
+            match block {
+                Ok(b) => {
+                    self.tx.changes.insert(k, (b, false));
+                }
+                // The entry cannot be written without its block: the transaction fails.
+                Err(e) => {
+                    self.tx.failed.get_or_insert(e);
+                    return;
+                }
+            }
         }
+        let (block, written) = self.tx.changes.get_mut(&k).expect("inserted above");
+        match change {
+            Some(c) => block.insert((m, uid.get()), change_kind(c)),
+            None => block.remove(&(m, uid.get())),
+        };
+        *written = true;
     }
 }
 
