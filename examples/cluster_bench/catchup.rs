@@ -30,7 +30,7 @@ const SIZE: usize = 3000;
 fn dataset() -> Result<(std::path::PathBuf, std::path::PathBuf, u64, u64)> {
     let root = bench_root().join("cluster-catchup");
     let spec =
-        format!("v2 messages={MESSAGES} new={NEW} flags={FLAG_CMDS}x{FLAGS_PER_CMD} size={SIZE}");
+        format!("v3 messages={MESSAGES} new={NEW} flags={FLAG_CMDS}x{FLAGS_PER_CMD} size={SIZE}");
     let (a0, a1, b) = (root.join("a0"), root.join("a1"), root.join("b"));
     let changed = root.join("CHANGED");
     if !done(&root, &spec) {

@@ -38,8 +38,8 @@ pub struct Figures {
 fn dataset(n: usize) -> Result<PathBuf> {
     let root = bench_root().join(format!("initial-{n}"));
     let done = root.join("DONE");
-    // "2": segment changes as packed records (store format 4).
-    if std::fs::read_to_string(&done).ok().as_deref() == Some("2") {
+    // "3": store format 4 (packed changes, claim and change-index blocks).
+    if std::fs::read_to_string(&done).ok().as_deref() == Some("3") {
         return Ok(root);
     }
     let _ = std::fs::remove_dir_all(&root);
@@ -85,7 +85,7 @@ fn dataset(n: usize) -> Result<PathBuf> {
     if !st.success() {
         bail!("doveadm index failed");
     }
-    std::fs::write(&done, "2")?;
+    std::fs::write(&done, "3")?;
     Ok(root)
 }
 

@@ -33,7 +33,7 @@ fn changed_accounts(n: usize) -> Vec<String> {
 
 fn dataset(n: usize) -> Result<(PathBuf, PathBuf, u64, u64)> {
     let root = bench_root().join(format!("cluster-reconnect-{n}"));
-    let spec = format!("v2 accounts={n} folders={FOLDERS:?} per={PER_FOLDER} size={SIZE}");
+    let spec = format!("v3 accounts={n} folders={FOLDERS:?} per={PER_FOLDER} size={SIZE}");
     let (a0, a1, b) = (root.join("a0"), root.join("a1"), root.join("b"));
     let changed = root.join("CHANGED");
     if !done(&root, &spec) {

@@ -177,10 +177,15 @@ impl Replica {
         blobs: &[(BlobId, Vec<u8>)],
         now: i64,
     ) -> Result<(Vec<BlobId>, (u64, u64)), NodeError> {
+        let wanted: Vec<(BlobId, &[u8])> = blobs
+            .iter()
+            .filter(|(id, _)| missing.binary_search(id).is_ok())
+            .map(|(id, b)| (*id, b.as_slice()))
+            .collect();
         let mut stored = Vec::new();
         let mut bytes_stored = 0;
-        for (id, bytes) in blobs {
-            if missing.binary_search(id).is_ok() && self.put_blob(id, bytes)? {
+        for ((id, bytes), ok) in wanted.iter().zip(self.put_blobs(&wanted)?) {
+            if ok {
                 stored.push(*id);
                 bytes_stored += bytes.len() as u64;
             }

@@ -98,6 +98,9 @@ fn sync_doc(
     Err(NodeError::Io(format!("sync of {id} did not settle")))
 }
 
+/// Bytes of blobs read before they are stored in one pack write.
+const COPY_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// Copies blobs `to` lacks from `from`, then lets `to` apply what waited for them; again
 /// while that reveals more blobs `from` can give.
 fn copy_blobs(
@@ -110,15 +113,33 @@ fn copy_blobs(
     let mut missing = missing.to_vec();
     while !missing.is_empty() {
         let mut copied = false;
-        for id in &missing {
-            if let Some(bytes) = from.blob(id)? {
-                if to.put_blob(id, &bytes)? {
+        // Read in batches of up to 8 MiB, each stored with one pack write.
+        let mut batch: Vec<(BlobId, Vec<u8>)> = Vec::new();
+        let mut bytes = 0;
+        let mut store = |batch: &mut Vec<(BlobId, Vec<u8>)>, to: &mut Replica| {
+            let items: Vec<(BlobId, &[u8])> =
+                batch.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+            for ((_, b), ok) in items.iter().zip(to.put_blobs(&items)?) {
+                if ok {
                     rep.blobs += 1;
-                    rep.blob_bytes += bytes.len() as u64;
+                    rep.blob_bytes += b.len() as u64;
                     copied = true;
                 }
             }
+            batch.clear();
+            Ok::<(), NodeError>(())
+        };
+        for id in &missing {
+            if let Some(b) = from.blob(id)? {
+                bytes += b.len();
+                batch.push((*id, b));
+                if bytes >= COPY_BATCH_BYTES {
+                    store(&mut batch, to)?;
+                    bytes = 0;
+                }
+            }
         }
+        store(&mut batch, to)?;
         let still = to.deliver_all(now)?;
         if !copied || still == missing {
             break;

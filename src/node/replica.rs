@@ -599,6 +599,24 @@ impl Replica {
         Ok(true)
     }
 
+    /// Stores blobs received from a peer (each checked against its id) with one pack write
+    /// and one index batch ([`crate::store::Kv::blob_put_many`]); says which matched their
+    /// id and were stored. One by one, each blob was its own pack write and index insert.
+    pub fn put_blobs(&mut self, blobs: &[(BlobId, &[u8])]) -> Result<Vec<bool>, NodeError> {
+        let ok: Vec<bool> = blobs.iter().map(|(id, b)| BlobId::of(b) == *id).collect();
+        let good: Vec<([u8; 32], &[u8])> = blobs
+            .iter()
+            .zip(&ok)
+            .filter(|(_, ok)| **ok)
+            .map(|((id, b), _)| (*id.as_bytes(), *b))
+            .collect();
+        self.kv.blob_put_many(&good)?;
+        for (id, _) in &good {
+            self.pending.blob_stored(&BlobId(*id));
+        }
+        Ok(ok)
+    }
+
     pub fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, NodeError> {
         Ok(self.kv.blob_get(id.as_bytes())?)
     }

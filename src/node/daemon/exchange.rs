@@ -135,13 +135,11 @@ pub(super) async fn found_store(
         .fetch_add(found.iter().map(|b| b.bytes.len() as u64).sum(), Relaxed);
     let bad = replica
         .call(move |r| -> Result<usize, NodeError> {
-            let mut bad = 0;
-            for b in found {
-                if !r.put_blob(&BlobId(b.id), &b.bytes)? {
-                    bad += 1;
-                }
-            }
-            Ok(bad)
+            let blobs: Vec<(BlobId, &[u8])> = found
+                .iter()
+                .map(|b| (BlobId(b.id), b.bytes.as_slice()))
+                .collect();
+            Ok(r.put_blobs(&blobs)?.iter().filter(|ok| !**ok).count())
         })
         .await??;
     if bad > 0 {
