@@ -32,6 +32,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 /// transaction holds open.
 const DELIVER_BATCH: usize = 32;
 
+/// Facts applied in one transaction of [`Replica::deliver_all`] at most (a change is not
+/// split: the one that crosses it completes). ~7k appended messages: tens of MB of records.
+const TX_FACTS: usize = 20_000;
+
 /// The pending table, indexed by what each change waits for.
 #[derive(Default)]
 pub(crate) struct PendingIndex {
@@ -326,22 +330,45 @@ impl Replica {
         self.pending.take_arrivals();
         // Mailboxes with a change ready or waiting on the clock (a local write may have
         // moved it); those only waiting for blobs have nothing to do.
-        let work: Vec<MailboxId> = self
-            .pending
+        let mut work = self.mailboxes_with_work();
+        // One transaction holds every record it writes until it commits: a new node's
+        // initial sync (100k messages ready in one mailbox) held them all at once. So a
+        // transaction stops after `TX_FACTS` facts and the rest goes on in the next.
+        while !work.is_empty() {
+            let mut cut = false;
+            for chunk in work.chunks(DELIVER_BATCH) {
+                cut = self.write(|r, tx| {
+                    let mut budget = TX_FACTS;
+                    for mb in chunk {
+                        r.deliver_within(tx, mb, now, &mut budget)?;
+                        if budget == 0 {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                })?;
+                if cut {
+                    break;
+                }
+            }
+            // Cut short: every mailbox with work goes again (each round that is cut
+            // applied `TX_FACTS` facts, so this ends); otherwise done.
+            work = if cut {
+                self.mailboxes_with_work()
+            } else {
+                Vec::new()
+            };
+        }
+        Ok(self.pending.by_blob.keys().copied().collect())
+    }
+
+    fn mailboxes_with_work(&self) -> Vec<MailboxId> {
+        self.pending
             .mbs
             .iter()
             .filter(|(_, w)| !w.ready.is_empty() || !w.by_clock.is_empty())
             .map(|(mb, _)| *mb)
-            .collect();
-        for chunk in work.chunks(DELIVER_BATCH) {
-            self.write(|r, tx| {
-                for mb in chunk {
-                    r.deliver(tx, mb, now)?;
-                }
-                Ok(())
-            })?;
-        }
-        Ok(self.pending.by_blob.keys().copied().collect())
+            .collect()
     }
 
     /// Applies the pending changes of a mailbox that can be applied, in causal order.
@@ -351,13 +378,26 @@ impl Replica {
         mb: &MailboxId,
         now: i64,
     ) -> Result<(), NodeError> {
+        let mut unbounded = usize::MAX;
+        self.deliver_within(tx, mb, now, &mut unbounded)
+    }
+
+    /// [`Replica::deliver`], stopping once the changes applied brought `budget` facts (it
+    /// is decreased by what was applied; the rest stays ready for the next call).
+    fn deliver_within(
+        &mut self,
+        tx: &mut Tx<'_>,
+        mb: &MailboxId,
+        now: i64,
+        budget: &mut usize,
+    ) -> Result<(), NodeError> {
         self.pending.take_arrivals();
         let causal = self.opts.causal_delivery;
         let Some(mut w) = self.pending.mbs.remove(mb) else {
             return Ok(());
         };
         self.pending.delivered.insert(*mb);
-        let res = self.deliver_waiting(tx, mb, &mut w, causal, now);
+        let res = self.deliver_waiting(tx, mb, &mut w, causal, now, budget);
         if !w.items.is_empty() {
             self.pending.mbs.insert(*mb, w);
         }
@@ -371,11 +411,15 @@ impl Replica {
         w: &mut Waiting,
         causal: bool,
         now: i64,
+        budget: &mut usize,
     ) -> Result<(), NodeError> {
         let mut meta = tx.mailbox_meta(mb)?.unwrap_or_else(MailboxMeta::new);
         w.wake(&meta.applied, causal);
         let mut changed = false;
-        while let Some((_, _, h)) = w.ready.pop_first() {
+        while *budget > 0 {
+            let Some((_, _, h)) = w.ready.pop_first() else {
+                break;
+            };
             let Some(it) = w.items.get(&h) else {
                 continue;
             };
@@ -411,6 +455,7 @@ impl Replica {
             *am = s.doc;
             match facts {
                 Ok(facts) => {
+                    *budget = budget.saturating_sub(facts.len().max(1));
                     let events = view::apply_facts(&mut tx.view(*mb), &mut meta, &facts, now)?;
                     self.stage_events(mb, events, true);
                 }
@@ -513,5 +558,35 @@ mod tests {
             b.list(&alice, &inbox).expect("b")
         );
         assert_eq!(a.status(&alice).expect("a"), b.status(&alice).expect("b"));
+    }
+
+    /// More facts arrive at once than one delivery transaction takes (`TX_FACTS`): the
+    /// delivery goes on over several transactions and the receiver ends up showing
+    /// exactly what the sender shows.
+    #[test]
+    fn a_delivery_larger_than_one_transaction_completes() {
+        let alice = AccountName::try_from("alice").expect("account");
+        let inbox = MailboxName::inbox();
+        let mut a = replica(1);
+        a.create_account(&alice).expect("account");
+        // 5 changes of 3,000 messages, 6,000 facts each (an add and a claim per message):
+        // the first transaction stops after the fourth, the fifth goes in the next.
+        for batch in 0..5 {
+            let msgs = (0..3_000)
+                .map(|i| NewMessage {
+                    name: format!("m{batch}-{i}"),
+                    bytes: format!("Subject: {batch}-{i}\r\n\r\nbody\r\n").into_bytes(),
+                    flags: FlagSet::new(),
+                    internal_date: 0,
+                })
+                .collect();
+            a.append(&alice, &inbox, msgs, 0).expect("append");
+        }
+        assert!(4 * 3_000 * 2 >= super::TX_FACTS && 3 * 3_000 * 2 < super::TX_FACTS);
+        let mut b = replica(2);
+        crate::node::sync_pair(&mut a, &mut b, 0).expect("sync");
+        let (sa, sb) = (a.status(&alice).expect("a"), b.status(&alice).expect("b"));
+        assert_eq!(sa[0].messages, 15_000);
+        assert_eq!(sa, sb);
     }
 }
