@@ -582,7 +582,7 @@ mod tests {
                 .collect();
             a.append(&alice, &inbox, msgs, 0).expect("append");
         }
-        assert!(4 * 3_000 * 2 >= super::TX_FACTS && 3 * 3_000 * 2 < super::TX_FACTS);
+        const _: () = assert!(4 * 3_000 * 2 >= super::TX_FACTS && 3 * 3_000 * 2 < super::TX_FACTS);
         let mut b = replica(2);
         crate::node::sync_pair(&mut a, &mut b, 0).expect("sync");
         let (sa, sb) = (a.status(&alice).expect("a"), b.status(&alice).expect("b"));
