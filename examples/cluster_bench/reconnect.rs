@@ -119,7 +119,10 @@ pub fn run(args: &Args) -> Result<()> {
             );
             runs.push(r);
         }
-        rm(&run_dir)?;
+        // DOVETAIL_BENCH_KEEP=1 keeps the last run's dirs and node logs (`a.log`, `b.log`).
+        if std::env::var_os("DOVETAIL_BENCH_KEEP").is_none() {
+            rm(&run_dir)?;
+        }
         report(
             &format!("reconnect {n} accounts"),
             &runs,

@@ -167,6 +167,7 @@ async fn serve(
         peer_accounts: HashMap::new(),
         inflight: HashSet::new(),
         again: HashSet::new(),
+        compared: HashMap::new(),
         partial: HashMap::new(),
         pulling: HashSet::new(),
         pull_again: HashSet::new(),
@@ -201,7 +202,14 @@ async fn serve(
         }
     });
     let mut tick = tokio::time::interval(cfg.tick);
-    let mut ae = tokio::time::interval(cfg.anti_entropy);
+    // A connection compares summaries at once (on `Connected`); the first anti-entropy
+    // round is one period later. An immediate first tick compared a second time with a peer
+    // that connected during start-up: one more summary exchange (~15-20 KB at 4,000
+    // documents) in every reconnect.
+    let mut ae = tokio::time::interval_at(
+        tokio::time::Instant::now() + cfg.anti_entropy,
+        cfg.anti_entropy,
+    );
     // Changed documents are pushed and announced within 5 ms (part of the replication
     // latency), at once after a quiet spell; a refresh reads only the documents saved since
     // the last one. The timer runs only while something changed: an idle node does not
@@ -305,6 +313,8 @@ struct Core {
     peer_accounts: HashMap<PeerId, BTreeSet<String>>,
     inflight: HashSet<(PeerId, String)>,
     again: HashSet<(PeerId, String)>,
+    /// When this node last finished comparing summaries with each peer.
+    compared: HashMap<PeerId, std::time::Instant>,
     /// Sync messages being reassembled: next part expected, bytes so far.
     partial: HashMap<(PeerId, String), (u32, Vec<u8>)>,
     pulling: HashSet<PeerId>,
@@ -394,6 +404,7 @@ impl Core {
                 m.peers_connected.set(self.peers.len() as i64);
                 m.documents_behind.remove(&label(peer));
                 self.peer_accounts.remove(&peer);
+                self.compared.remove(&peer);
                 self.strikes.remove(&peer);
                 self.want.remove(&peer);
                 self.behind
@@ -478,7 +489,14 @@ impl Core {
                         // comparison with it is already running.
                         let differ = whole && !matches!(answers.first(), Some(ReconAnswer::Same));
                         self.net.respond(channel, Response::Recon { answers });
-                        if differ && !self.pulling.contains(&peer) {
+                        // Nor when this side finished one within the last second: what it
+                        // found is being synced, and the peer's query is the other half of
+                        // the same reconnect (both sides compare when they connect).
+                        let recent = self
+                            .compared
+                            .get(&peer)
+                            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+                        if differ && !self.pulling.contains(&peer) && !recent {
                             self.pull(peer).await?;
                         }
                     }
@@ -666,6 +684,7 @@ impl Core {
                     self.pull_again.remove(&peer);
                     return Ok(());
                 }
+                self.compared.insert(peer, std::time::Instant::now());
                 // Only documents of accounts both sides replicate count and are synced: a
                 // node with --replicate-accounts differs from a full one forever in the
                 // others, and is not behind for them.
