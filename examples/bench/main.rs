@@ -39,7 +39,7 @@
 //! Messages are deterministic from a seed: RFC 5322 headers (Received, DKIM-Signature,
 //! Message-ID, Date, From, To, Subject, MIME), a size of 2.1-4.0 KB in all (3.0 KB mean) of
 //! wrapped prose, sometimes a quoted reply and a signature; some carry `\Seen`, `\Flagged`
-//! or `$Work`. GUIDs are random (the replica mints them).
+//! or `$Work`. GUIDs are minted by the replica (clock and random bits).
 
 mod append;
 mod cli;
