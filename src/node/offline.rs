@@ -101,6 +101,25 @@ fn sync_doc(
 /// Bytes of blobs read before they are stored in one pack write.
 const COPY_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Stores (and empties) a batch of blobs read from the other dir; whether any was stored.
+fn store_batch(
+    to: &mut Replica,
+    batch: &mut Vec<(BlobId, Vec<u8>)>,
+    rep: &mut SyncReport,
+) -> Result<bool, NodeError> {
+    let items: Vec<(BlobId, &[u8])> = batch.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+    let mut any = false;
+    for ((_, b), ok) in items.iter().zip(to.put_blobs(&items)?) {
+        if ok {
+            rep.blobs += 1;
+            rep.blob_bytes += b.len() as u64;
+            any = true;
+        }
+    }
+    batch.clear();
+    Ok(any)
+}
+
 /// Copies blobs `to` lacks from `from`, then lets `to` apply what waited for them; again
 /// while that reveals more blobs `from` can give.
 fn copy_blobs(
@@ -116,30 +135,17 @@ fn copy_blobs(
         // Read in batches of up to 8 MiB, each stored with one pack write.
         let mut batch: Vec<(BlobId, Vec<u8>)> = Vec::new();
         let mut bytes = 0;
-        let mut store = |batch: &mut Vec<(BlobId, Vec<u8>)>, to: &mut Replica| {
-            let items: Vec<(BlobId, &[u8])> =
-                batch.iter().map(|(id, b)| (*id, b.as_slice())).collect();
-            for ((_, b), ok) in items.iter().zip(to.put_blobs(&items)?) {
-                if ok {
-                    rep.blobs += 1;
-                    rep.blob_bytes += b.len() as u64;
-                    copied = true;
-                }
-            }
-            batch.clear();
-            Ok::<(), NodeError>(())
-        };
         for id in &missing {
             if let Some(b) = from.blob(id)? {
                 bytes += b.len();
                 batch.push((*id, b));
                 if bytes >= COPY_BATCH_BYTES {
-                    store(&mut batch, to)?;
+                    copied |= store_batch(to, &mut batch, rep)?;
                     bytes = 0;
                 }
             }
         }
-        store(&mut batch, to)?;
+        copied |= store_batch(to, &mut batch, rep)?;
         let still = to.deliver_all(now)?;
         if !copied || still == missing {
             break;

@@ -220,15 +220,14 @@ impl Replica {
             let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
             let ids: Vec<BlobId> = msgs.iter().map(|m| BlobId::of(&m.bytes)).collect();
             // One pack write and one index batch for the whole batch, not one per body.
-            let blobs: Vec<([u8; 32], &[u8])> = ids
+            let blobs: Vec<(BlobId, &[u8])> = ids
                 .iter()
                 .zip(&msgs)
-                .map(|(b, m)| (*b.as_bytes(), m.bytes.as_slice()))
+                .map(|(b, m)| (*b, m.bytes.as_slice()))
                 .collect();
-            r.kv.blob_put_many(&blobs)?;
+            r.store_blobs(&blobs)?;
             let mut items = Vec::with_capacity(msgs.len());
             for (blob, m) in ids.into_iter().zip(&msgs) {
-                r.pending.blob_stored(&blob);
                 items.push(NewRecord {
                     blob,
                     size: m.bytes.len() as u64,

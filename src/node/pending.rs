@@ -328,13 +328,12 @@ impl Replica {
     pub fn deliver_all(&mut self, now: i64) -> Result<Vec<BlobId>, NodeError> {
         self.ensure_pending()?;
         self.pending.take_arrivals();
-        // Mailboxes with a change ready or waiting on the clock (a local write may have
-        // moved it); those only waiting for blobs have nothing to do.
-        let mut work = self.mailboxes_with_work();
         // One transaction holds every record it writes until it commits: a new node's
         // initial sync (100k messages ready in one mailbox) held them all at once. So a
-        // transaction stops after `TX_FACTS` facts and the rest goes on in the next.
-        while !work.is_empty() {
+        // transaction stops after `TX_FACTS` facts, and a round cut short starts again with
+        // every mailbox that has work (each cut round applied `TX_FACTS` facts: this ends).
+        loop {
+            let work = self.mailboxes_with_work();
             let mut cut = false;
             for chunk in work.chunks(DELIVER_BATCH) {
                 cut = self.write(|r, tx| {
@@ -351,17 +350,15 @@ impl Replica {
                     break;
                 }
             }
-            // Cut short: every mailbox with work goes again (each round that is cut
-            // applied `TX_FACTS` facts, so this ends); otherwise done.
-            work = if cut {
-                self.mailboxes_with_work()
-            } else {
-                Vec::new()
-            };
+            if !cut {
+                break;
+            }
         }
         Ok(self.pending.by_blob.keys().copied().collect())
     }
 
+    /// Mailboxes with a change ready or waiting on the clock (a local write may have moved
+    /// it); those only waiting for blobs have nothing to do.
     fn mailboxes_with_work(&self) -> Vec<MailboxId> {
         self.pending
             .mbs

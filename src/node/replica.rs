@@ -591,12 +591,7 @@ impl Replica {
 
     /// Stores a blob received from a peer (checked against its id).
     pub fn put_blob(&mut self, id: &BlobId, bytes: &[u8]) -> Result<bool, NodeError> {
-        if BlobId::of(bytes) != *id {
-            return Ok(false);
-        }
-        self.kv.blob_put(id.as_bytes(), bytes)?;
-        self.pending.blob_stored(id);
-        Ok(true)
+        Ok(self.put_blobs(&[(*id, bytes)])?[0])
     }
 
     /// Stores blobs received from a peer (each checked against its id) with one pack write
@@ -604,17 +599,25 @@ impl Replica {
     /// id and were stored. One by one, each blob was its own pack write and index insert.
     pub fn put_blobs(&mut self, blobs: &[(BlobId, &[u8])]) -> Result<Vec<bool>, NodeError> {
         let ok: Vec<bool> = blobs.iter().map(|(id, b)| BlobId::of(b) == *id).collect();
-        let good: Vec<([u8; 32], &[u8])> = blobs
+        let good: Vec<(BlobId, &[u8])> = blobs
             .iter()
             .zip(&ok)
             .filter(|(_, ok)| **ok)
-            .map(|((id, b), _)| (*id.as_bytes(), *b))
+            .map(|(b, _)| *b)
             .collect();
-        self.kv.blob_put_many(&good)?;
-        for (id, _) in &good {
-            self.pending.blob_stored(&BlobId(*id));
-        }
+        self.store_blobs(&good)?;
         Ok(ok)
+    }
+
+    /// Stores blobs whose ids are their hashes (one pack write, one index batch) and tells
+    /// the pending changes they arrived.
+    pub(crate) fn store_blobs(&mut self, blobs: &[(BlobId, &[u8])]) -> Result<(), NodeError> {
+        let raw: Vec<([u8; 32], &[u8])> = blobs.iter().map(|(id, b)| (id.0, *b)).collect();
+        self.kv.blob_put_many(&raw)?;
+        for (id, _) in blobs {
+            self.pending.blob_stored(id);
+        }
+        Ok(())
     }
 
     pub fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, NodeError> {

@@ -10,6 +10,7 @@ use super::{NodeError, Replica};
 use crate::crdt::meta::ChangeMeta;
 use crate::crdt::segment::{facts_of_change, Fact, SegmentRef};
 use crate::store::{tables, Kv, Tx};
+use std::collections::BTreeMap;
 
 /// The format this version writes. 1: the first release (no `V` key). 2: flag tags, per
 /// message homeless times, the writer record, the name history of account documents.
@@ -190,8 +191,8 @@ fn block_changes(kv: &dyn Kv) -> Result<(), NodeError> {
 /// block and its value; `None`: malformed.
 type Parse<'a, S, T> = &'a dyn Fn(&[u8], &[u8]) -> Option<(Vec<u8>, S, T)>;
 
-/// Moves the one-entry records under `old` into blocks (each stored as `[(sort key,
-/// value)]` in order, postcard), in rounds of at most 65,536 records, each one atomic batch:
+/// Moves the one-entry records under `old` into blocks (each a map from sort key to value,
+/// as the tables store them), in rounds of at most 65,536 records, each one atomic batch:
 /// the blocks written and the records deleted together, so a crash between rounds leaves a
 /// store the next open finishes converting. A block split over two rounds is merged.
 fn rebucket<S, T>(
@@ -201,13 +202,13 @@ fn rebucket<S, T>(
     parse: Parse<'_, S, T>,
 ) -> Result<(), NodeError>
 where
-    S: Ord + Copy + serde::Serialize + serde::de::DeserializeOwned,
+    S: Ord + serde::Serialize + serde::de::DeserializeOwned,
     T: serde::Serialize + serde::de::DeserializeOwned,
 {
     const ROUND: usize = 65_536;
     let mut start = old.to_vec();
     loop {
-        let mut blocks: std::collections::BTreeMap<Vec<u8>, Vec<(S, T)>> = Default::default();
+        let mut blocks: BTreeMap<Vec<u8>, BTreeMap<S, T>> = BTreeMap::new();
         let mut batch = Vec::new();
         let mut bad = None;
         kv.scan_from(old, &start, &mut |k, v| {
@@ -215,7 +216,7 @@ where
                 bad = Some(hex::encode(k));
                 return false;
             };
-            blocks.entry(block).or_default().push((s, t));
+            blocks.entry(block).or_default().insert(s, t);
             batch.push((k.to_vec(), None));
             batch.len() < ROUND
         })?;
@@ -228,11 +229,11 @@ where
         start = [last.as_slice(), &[0]].concat();
         for (key, mut entries) in blocks {
             if let Some(v) = kv.get(&key)? {
-                let stored: Vec<(S, T)> = tables::decode(&key, &v)?;
-                entries.extend(stored);
+                let stored: BTreeMap<S, T> = tables::decode(&key, &v)?;
+                for (s, t) in stored {
+                    entries.entry(s).or_insert(t);
+                }
             }
-            entries.sort_by_key(|(s, _)| *s);
-            entries.dedup_by_key(|(s, _)| *s);
             batch.push((key, Some(tables::encode(&entries))));
         }
         kv.apply(batch)?;

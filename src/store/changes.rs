@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 /// MODSEQs per change-index block.
 pub const CHANGES_PER_BLOCK: u64 = 64;
 
-/// One block of the change index: (MODSEQ, UID) → kind (0 row, 1 vanished).
+/// One block of the change index: (MODSEQ, UID) → kind (0 row, 1 vanished), stored as
+/// postcard encodes the map: a count, then each (MODSEQ, UID, kind) in order.
 pub type ChangeBlock = BTreeMap<(u64, u32), u8>;
 
 /// The key of the change-index block holding `modseq`.
@@ -37,18 +38,6 @@ pub fn key_change_block(mb: &MailboxId, modseq: u64) -> Vec<u8> {
         &(modseq / CHANGES_PER_BLOCK).to_be_bytes(),
     ]
     .concat()
-}
-
-/// Decodes a stored change-index block.
-pub fn decode_block(key: &[u8], v: &[u8]) -> Result<ChangeBlock, StoreError> {
-    let entries: Vec<(u64, u32, u8)> = decode(key, v)?;
-    Ok(entries.into_iter().map(|(m, u, c)| ((m, u), c)).collect())
-}
-
-/// Encodes a change-index block (`None` when it is empty: the record is deleted).
-pub fn encode_block(b: &ChangeBlock) -> Option<Vec<u8>> {
-    let entries: Vec<(u64, u32, u8)> = b.iter().map(|(&(m, u), &c)| (m, u, c)).collect();
-    (!entries.is_empty()).then(|| encode(&entries))
 }
 
 /// The stored kind of a change.
@@ -119,7 +108,7 @@ pub fn since(kv: &dyn Kv, mb: &MailboxId, after: u64) -> Result<Since, StoreErro
     let mut vanished: Vec<Uid> = Vec::new();
     let mut bad = None;
     kv.scan_from(&prefix, &start, &mut |k, v| {
-        let block = match decode_block(k, v) {
+        let block: ChangeBlock = match decode(k, v) {
             Ok(b) => b,
             Err(e) => {
                 bad = Some(e);
@@ -207,6 +196,16 @@ mod tests {
         v.put_change(m(9), u(9), None);
         v.put_change(m(n64 + 2), u(9), Some(Change::Vanished));
         tx.commit().unwrap();
+    }
+
+    /// Blocks are stored as postcard encodes a map, the same bytes as the list of its
+    /// entries in order (what the format-4 upgrade and earlier builds wrote).
+    #[test]
+    fn a_block_encodes_as_its_ordered_entries() {
+        let b: ChangeBlock = [((9, 3), 1), ((2, 7), 0)].into_iter().collect();
+        let list: Vec<(u64, u32, u8)> = vec![(2, 7, 0), (9, 3, 1)];
+        assert_eq!(encode(&b), encode(&list));
+        assert_eq!(decode::<ChangeBlock>(b"k", &encode(&list)).unwrap(), b);
     }
 
     #[test]

@@ -121,34 +121,8 @@ impl Packs {
 
     /// Appends a body; returns where it is. Not durable until [`Packs::sync`].
     pub fn append(&self, id: &[u8; 32], bytes: &[u8]) -> Result<Loc, StoreError> {
-        let len = u32::try_from(bytes.len())
-            .map_err(|_| StoreError::Io(format!("a body of {} bytes", bytes.len())))?;
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if w.len > 0 && w.len + HEADER + u64::from(len) > PACK_LIMIT {
-            if w.dirty {
-                w.file
-                    .sync_data()
-                    .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
-            }
-            let next = w.pack + 1;
-            *w = Self::open_writer(&self.dir, next)?;
-        }
-        let mut rec = Vec::with_capacity(HEADER as usize + bytes.len());
-        rec.extend_from_slice(&len.to_be_bytes());
-        rec.extend_from_slice(id);
-        rec.extend_from_slice(bytes);
-        // One write call: a process killed mid-way leaves a torn tail no index entry names.
-        w.file
-            .write_all(&rec)
-            .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
-        let loc = Loc {
-            pack: w.pack,
-            offset: w.len + HEADER,
-            len,
-        };
-        w.len += rec.len() as u64;
-        w.dirty = true;
-        Ok(loc)
+        let mut locs = self.append_many(&[(id, bytes)])?;
+        Ok(locs.pop().expect("one location per body"))
     }
 
     /// Appends several bodies with as few `write` calls as the pack limit allows (one per

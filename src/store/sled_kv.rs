@@ -178,7 +178,7 @@ impl SledKv {
     fn db(&self) -> Result<Arc<Db>, StoreError> {
         let mut g = self.db.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none() {
-            *g = Some(Arc::new(self.open_again()?));
+            *g = Some(Arc::new(open_db_settled(&self.dir, self.cache)?));
         }
         Ok(Arc::clone(g.as_ref().expect("set above")))
     }
@@ -187,14 +187,9 @@ impl SledKv {
         self.written.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// Opens the database after this process closed it (see [`open_db_settled`]).
-    fn open_again(&self) -> Result<Db, StoreError> {
-        open_db_settled(&self.dir, self.cache)
-    }
-
-    /// Closes and reopens the database once [`REOPEN_AFTER`] bytes were written since it
-    /// was opened, unless a handle on it is alive (a scan in progress): then a later flush
-    /// does it. Everything is durable already (called right after a flush), so a failed
+    /// Closes and reopens the database once `threshold` bytes were written since it was
+    /// opened, unless a handle on it is alive (a scan in progress): then a later call does
+    /// it. Everything is durable already (called right after a flush), so a failed
     /// open does not fail the flush: it is logged, and the next use opens the database.
     fn maybe_reopen(&self, threshold: u64) {
         if self.written.load(Ordering::Relaxed) < threshold {
@@ -208,7 +203,7 @@ impl SledKv {
         let t = Instant::now();
         drop(g.take());
         let written = self.written.swap(0, Ordering::Relaxed);
-        match self.open_again() {
+        match open_db_settled(&self.dir, self.cache) {
             Ok(db) => {
                 *g = Some(Arc::new(db));
                 tracing::debug!(
@@ -355,14 +350,7 @@ impl Kv for SledKv {
     }
 
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
-        let h = self.db()?;
-        if h.index.contains_key(id)? {
-            return Ok(());
-        }
-        let loc = self.packs.append(id, bytes)?;
-        h.index.insert(id, &loc.encode())?;
-        self.wrote(id.len() + 16);
-        Ok(())
+        self.blob_put_many(&[(*id, bytes)])
     }
 
     fn blob_put_many(&self, blobs: &[([u8; 32], &[u8])]) -> Result<(), StoreError> {

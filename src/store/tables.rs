@@ -22,6 +22,7 @@
 //! (sled's per-record cost dominates a scan). A transaction gathers row edits per block and
 //! merges them into the stored block at commit.
 
+use super::changes::ChangeBlock;
 use super::{Kv, StoreError};
 use crate::crdt::view::{Change, MailboxMeta, MsgRec, ViewRow, ViewTables};
 use crate::model::{Guid, MailboxId, ModSeq, NodeId, OpId, Uid};
@@ -122,7 +123,8 @@ type RowEdits = BTreeMap<(MailboxId, u32), BTreeMap<Uid, Option<ViewRow>>>;
 /// The claims on one UID of a mailbox.
 type Claims = Vec<(Guid, OpId)>;
 
-/// The claims of one block of [`ROWS_PER_BLOCK`] UIDs (UIDs without a claim left out).
+/// The claims of one block of [`ROWS_PER_BLOCK`] UIDs (UIDs without a claim left out),
+/// stored as postcard encodes the map: a count, then each (UID, claims) in order.
 type ClaimsBlock = BTreeMap<Uid, Claims>;
 
 /// The writes of one operation, readable before they are applied (except visible rows,
@@ -140,7 +142,7 @@ pub struct Tx<'a> {
     /// Claim blocks, by (mailbox, UID / 64).
     claims: HashMap<(MailboxId, u32), (ClaimsBlock, bool)>,
     /// Change-index blocks, by (mailbox, MODSEQ / 64).
-    changes: HashMap<(MailboxId, u64), (super::changes::ChangeBlock, bool)>,
+    changes: HashMap<(MailboxId, u64), (ChangeBlock, bool)>,
     /// A write that could not be prepared: [`Tx::commit`] fails with it.
     failed: Option<StoreError>,
 }
@@ -205,6 +207,28 @@ impl<'a> Tx<'a> {
             .collect()
     }
 
+    /// Writes a cached block back if it was `written` (an empty one is deleted).
+    fn put_block<K: Serialize, V: Serialize>(
+        &mut self,
+        key: Vec<u8>,
+        b: &BTreeMap<K, V>,
+        written: bool,
+    ) {
+        match (written, b.is_empty()) {
+            (false, _) => {}
+            (true, true) => self.delete(key),
+            (true, false) => self.put(key, b),
+        }
+    }
+
+    /// A block read through the transaction, empty if absent.
+    fn get_block<K: Ord + DeserializeOwned, V: DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<BTreeMap<K, V>, StoreError> {
+        Ok(self.get(key)?.unwrap_or_default())
+    }
+
     /// Applies every write as one atomic batch (not yet flushed).
     pub fn commit(mut self) -> Result<(), StoreError> {
         if let Some(e) = self.failed.take() {
@@ -217,25 +241,12 @@ impl<'a> Tx<'a> {
             }
         }
         for ((mb, block), (b, written)) in std::mem::take(&mut self.changes) {
-            if written {
-                let key = super::changes::key_change_block(
-                    &mb,
-                    block * super::changes::CHANGES_PER_BLOCK,
-                );
-                self.writes.insert(key, super::changes::encode_block(&b));
-            }
+            let key =
+                super::changes::key_change_block(&mb, block * super::changes::CHANGES_PER_BLOCK);
+            self.put_block(key, &b, written);
         }
-        for ((mb, block), (at, written)) in std::mem::take(&mut self.claims) {
-            if !written {
-                continue;
-            }
-            let key = key_claims_block(&mb, block);
-            if at.is_empty() {
-                self.delete(key);
-            } else {
-                let v: Vec<(&Uid, &Claims)> = at.iter().collect();
-                self.put(key, &v);
-            }
+        for ((mb, block), (b, written)) in std::mem::take(&mut self.claims) {
+            self.put_block(key_claims_block(&mb, block), &b, written);
         }
         for ((mb, block), edits) in std::mem::take(&mut self.rows) {
             let key = key_row_block(&mb, block);
@@ -378,16 +389,20 @@ impl ViewTx<'_, '_> {
     fn claims_block(&mut self, uid: Uid) -> Result<&mut (ClaimsBlock, bool), StoreError> {
         let k = (self.mb, uid.get() / ROWS_PER_BLOCK);
         if !self.tx.claims.contains_key(&k) {
-            let key = key_claims_block(&self.mb, k.1);
-            let block: ClaimsBlock = match self.tx.get_raw(&key)? {
-                Some(v) => decode::<Vec<(Uid, Claims)>>(&key, &v)?
-                    .into_iter()
-                    .collect(),
-                None => BTreeMap::new(),
-            };
+            let block = self.tx.get_block(&key_claims_block(&self.mb, k.1))?;
             self.tx.claims.insert(k, (block, false));
         }
         Ok(self.tx.claims.get_mut(&k).expect("inserted above"))
+    }
+    /// The cached change-index block holding `modseq`, read from the store the first time.
+    fn change_block(&mut self, modseq: u64) -> Result<&mut (ChangeBlock, bool), StoreError> {
+        use super::changes::{key_change_block, CHANGES_PER_BLOCK};
+        let k = (self.mb, modseq / CHANGES_PER_BLOCK);
+        if !self.tx.changes.contains_key(&k) {
+            let block = self.tx.get_block(&key_change_block(&self.mb, modseq))?;
+            self.tx.changes.insert(k, (block, false));
+        }
+        Ok(self.tx.changes.get_mut(&k).expect("inserted above"))
     }
     /// Records that `guid` was just minted ([`Guid::mint`]) and so has no record yet: the
     /// engine's check for an existing record then costs no store lookup.
@@ -456,31 +471,18 @@ impl ViewTables for ViewTx<'_, '_> {
             .insert(uid, row.cloned());
     }
     fn put_change(&mut self, modseq: ModSeq, uid: Uid, change: Option<Change>) {
-        use super::changes::{change_kind, decode_block, key_change_block, CHANGES_PER_BLOCK};
-        let m = modseq.get();
-        let k = (self.mb, m / CHANGES_PER_BLOCK);
-        if !self.tx.changes.contains_key(&k) {
-            let key = key_change_block(&self.mb, m);
-            let block = match self.tx.get_raw(&key) {
-                Ok(Some(v)) => decode_block(&key, &v),
-                Ok(None) => Ok(BTreeMap::new()),
-                Err(e) => Err(e),
-            };
-            match block {
-                Ok(b) => {
-                    self.tx.changes.insert(k, (b, false));
-                }
-                // The entry cannot be written without its block: the transaction fails.
-                Err(e) => {
-                    self.tx.failed.get_or_insert(e);
-                    return;
-                }
+        // As for claims: the entry cannot be written without its block.
+        let (block, written) = match self.change_block(modseq.get()) {
+            Ok(b) => b,
+            Err(e) => {
+                self.tx.failed.get_or_insert(e);
+                return;
             }
-        }
-        let (block, written) = self.tx.changes.get_mut(&k).expect("inserted above");
+        };
+        let k = (modseq.get(), uid.get());
         match change {
-            Some(c) => block.insert((m, uid.get()), change_kind(c)),
-            None => block.remove(&(m, uid.get())),
+            Some(c) => block.insert(k, super::changes::change_kind(c)),
+            None => block.remove(&k),
         };
         *written = true;
     }
