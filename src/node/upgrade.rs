@@ -63,7 +63,6 @@ impl Replica {
                 tracing::warn!(from = 2, to = FORMAT, "upgrading the data dir: indexing changes");
                 index_changes(self.kv.as_ref())?;
                 block_claims(self.kv.as_ref())?;
-                block_changes(self.kv.as_ref())?;
             }
             Some(f) => {
                 tracing::warn!(
@@ -244,8 +243,8 @@ where
 /// floor at each mailbox's HIGHESTMODSEQ (its earlier expunges were never recorded, so a
 /// QRESYNC value from before the upgrade gets the full VANISHED answer, not a partial one).
 fn index_changes(kv: &dyn Kv) -> Result<(), NodeError> {
-    use crate::crdt::view::{Change, MailboxMeta};
-    use crate::store::changes::{change_value, floor_value, key_change, key_floor};
+    use crate::crdt::view::{Change, MailboxMeta, ViewTables};
+    use crate::store::changes::{floor_value, key_floor};
     let mut metas = Vec::new();
     kv.scan(b"M", &mut |k, v| {
         metas.push((k.to_vec(), v.to_vec()));
@@ -260,17 +259,22 @@ fn index_changes(kv: &dyn Kv) -> Result<(), NodeError> {
             continue;
         };
         let meta: MailboxMeta = tables::decode(&k, &v)?;
-        let mut batch = vec![(key_floor(&mb), Some(floor_value(meta.highest_modseq)))];
+        let mut rows = Vec::new();
         tables::each_row(kv, &mb, &mut |uid, row| {
-            batch.push((
-                key_change(&mb, row.modseq, uid),
-                Some(change_value(Change::Row)),
-            ));
+            rows.push((uid, row.modseq));
             true
         })?;
-        for chunk in batch.chunks(10_000) {
-            kv.apply(chunk.to_vec())?;
+        // Written in the format's own blocks, 10,000 entries per batch (a later batch
+        // merges into a block an earlier one wrote).
+        let mut tx = Tx::new(kv);
+        tx.put_raw(key_floor(&mb), floor_value(meta.highest_modseq));
+        for chunk in rows.chunks(10_000) {
+            for (uid, modseq) in chunk {
+                tx.view(mb).put_change(*modseq, *uid, Some(Change::Row));
+            }
+            std::mem::replace(&mut tx, Tx::new(kv)).commit()?;
         }
+        tx.commit()?;
     }
     Ok(())
 }
@@ -384,5 +388,40 @@ mod tests {
                 .collect();
             assert_eq!(s.vanished, want, "vanished after {after}");
         }
+    }
+
+    /// A format-2 store's rows get a change-index entry each, in blocks, and the vanish
+    /// floor at the mailbox's HIGHESTMODSEQ.
+    #[test]
+    fn a_format_2_view_is_indexed() {
+        use crate::crdt::view::{MailboxMeta, ViewRow};
+        use crate::model::{BlobId, FlagSet, ModSeq};
+        use crate::store::changes::since;
+        let kv = MemKv::new();
+        let mb = MailboxId([6; 16]);
+        let mut meta = MailboxMeta::new();
+        meta.highest_modseq = 30_000;
+        let mut tx = Tx::new(&kv);
+        tx.put_mailbox_meta(&mb, &meta);
+        for u in 1..=25_000u32 {
+            let row = ViewRow {
+                guid: Guid::mint(),
+                blob: BlobId::of(b"x"),
+                size: 1,
+                internal_date: 0,
+                flags: FlagSet::new(),
+                modseq: ModSeq::new(u64::from(u) + 5_000).unwrap(),
+            };
+            tx.view(mb).put_row(Uid::new(u).unwrap(), Some(&row));
+        }
+        tx.commit().unwrap();
+        index_changes(&kv).unwrap();
+        let all = since(&kv, &mb, 30_000).unwrap();
+        assert!(all.rows.is_empty() && all.complete);
+        let s = since(&kv, &mb, 29_990).unwrap();
+        let uids: Vec<u32> = s.rows.iter().map(|(u, _)| u.get()).collect();
+        assert_eq!(uids, (24_991..=25_000).collect::<Vec<_>>());
+        assert!(!since(&kv, &mb, 5_000).unwrap().complete, "below the floor");
+        assert_eq!(since(&kv, &mb, 5_000).unwrap().rows.len(), 25_000);
     }
 }
