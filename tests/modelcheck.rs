@@ -34,6 +34,7 @@ fn small(causal: bool) -> Config {
         causal,
         segment_capacity: 16_384,
         memo: true,
+        memo_cap: 0,
     }
 }
 
@@ -75,8 +76,8 @@ fn every_interleaving_keeps_the_invariants() {
     assert!(out.memo_hits > 0, "the step cache never hit");
 }
 
-/// The step cache (`memo.rs`) only saves work: without it the checker explores exactly the
-/// same states.
+/// The step cache (`memo.rs`) only saves work: without it, or bounded to a few entries,
+/// the checker explores exactly the same states.
 #[test]
 fn the_step_cache_changes_no_state() {
     let search = Search {
@@ -94,12 +95,26 @@ fn the_step_cache_changes_no_state() {
         &search,
     )
     .expect("model");
-    assert_eq!(
-        (with.states, with.unique, with.max_depth),
-        (without.states, without.unique, without.max_depth)
-    );
-    assert!(with.counterexample.is_none() && without.counterexample.is_none());
+    let bounded = run(
+        Config {
+            memo_cap: 16,
+            ..small(true)
+        },
+        &search,
+    )
+    .expect("model");
+    for other in [&without, &bounded] {
+        assert_eq!(
+            (with.states, with.unique, with.max_depth),
+            (other.states, other.unique, other.max_depth)
+        );
+        assert!(other.counterexample.is_none());
+    }
+    assert!(with.counterexample.is_none());
     assert!(with.memo_misses < without.memo_misses / 2);
+    // Bounded, the cache misses more than unbounded and less than without it.
+    assert!(with.memo_misses < bounded.memo_misses);
+    assert!(bounded.memo_misses < without.memo_misses);
 }
 
 /// With mailbox-causal delivery off, the checker finds a broken invariant: it can see a

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: modelcheck [--nodes N] [--appends A] [--expunges E] [--flags F]
        [--renumbers R] [--dups D] [--atomic-sync] [--segment-capacity S] [--mailbox-race]
-       [--no-causal] [--no-memo]
+       [--no-causal] [--no-memo] [--memo-cap ENTRIES]
        [--threads T] [--dfs] [--timeout SECS]";
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +54,7 @@ fn main() -> anyhow::Result<()> {
             "--atomic-sync" => cfg.in_flight = false,
             "--no-causal" => cfg.causal = false,
             "--no-memo" => cfg.memo = false,
+            "--memo-cap" => cfg.memo_cap = num("--memo-cap")? as usize,
             "--dfs" => search.dfs = true,
             "--timeout" => search.timeout = Some(Duration::from_secs(num("--timeout")?)),
             "-h" | "--help" => {

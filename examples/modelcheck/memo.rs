@@ -39,13 +39,50 @@ pub struct Effect {
     pub guids: Vec<(Guid, Lbl)>,
 }
 
+/// A cache of at most about `2 * cap` entries: two generations, the current one filled
+/// until it holds `cap`, then made the old one (the old one dropped). A hit in the old
+/// generation moves the entry to the current one, so what is used stays: a cheap
+/// least-recently-used. Dropping entries is sound, it is a cache: a dropped step runs the
+/// kernel again.
+struct Gens<K, V> {
+    cap: usize,
+    cur: HashMap<K, Arc<V>>,
+    old: HashMap<K, Arc<V>>,
+}
+
+impl<K: Hash + Eq, V> Gens<K, V> {
+    fn new(cap: usize) -> Self {
+        Gens {
+            cap,
+            cur: HashMap::new(),
+            old: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, key: K) -> Option<Arc<V>> {
+        if let Some(v) = self.cur.get(&key) {
+            return Some(Arc::clone(v));
+        }
+        let v = self.old.remove(&key)?;
+        Some(self.insert(key, v))
+    }
+
+    /// Stores `v` under `key` unless an entry is there (a racing thread's), and returns
+    /// the entry kept.
+    fn insert(&mut self, key: K, v: Arc<V>) -> Arc<V> {
+        if self.cap > 0 && self.cur.len() >= self.cap {
+            self.old = std::mem::take(&mut self.cur);
+        }
+        Arc::clone(self.cur.entry(key).or_insert(v))
+    }
+}
+
 /// The caches, shared by every checker thread.
-#[derive(Default)]
 pub struct Memo {
     pub on: bool,
-    steps: Mutex<HashMap<Digest, Arc<Result<Effect, String>>>>,
-    payloads: Mutex<HashMap<(Digest, String), Arc<Payload>>>,
-    statuses: Mutex<HashMap<Digest, Arc<Result<String, String>>>>,
+    steps: Mutex<Gens<Digest, Result<Effect, String>>>,
+    payloads: Mutex<Gens<(Digest, String), Payload>>,
+    statuses: Mutex<Gens<Digest, Result<String, String>>>,
     /// Kernel steps taken from the cache, and run.
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -54,31 +91,36 @@ pub struct Memo {
 }
 
 impl Memo {
-    pub fn new(on: bool) -> Memo {
+    /// Caches of at most about `2 * cap` entries each (0: unbounded).
+    pub fn new(on: bool, cap: usize) -> Memo {
         Memo {
             on,
-            ..Memo::default()
+            steps: Mutex::new(Gens::new(cap)),
+            payloads: Mutex::new(Gens::new(cap)),
+            statuses: Mutex::new(Gens::new(cap)),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            fresh: AtomicU64::new(0),
         }
     }
 
     /// The outcome of `f`, computed once per key. Computed outside the lock (it is the
     /// slow part); if two threads race, the first stored outcome wins for both, so every
     /// state built from this key sees one outcome.
-    fn get<K: Hash + Eq, V>(
+    fn get<K: Hash + Eq + Clone, V>(
         &self,
-        map: &Mutex<HashMap<K, Arc<V>>>,
+        map: &Mutex<Gens<K, V>>,
         key: K,
         f: impl FnOnce() -> V,
     ) -> (Arc<V>, bool) {
         if !self.on {
             return (Arc::new(f()), false);
         }
-        if let Some(v) = map.lock().expect("memo lock").get(&key) {
-            return (Arc::clone(v), true);
+        if let Some(v) = map.lock().expect("memo lock").get(key.clone()) {
+            return (v, true);
         }
         let v = Arc::new(f());
-        let v = Arc::clone(map.lock().expect("memo lock").entry(key).or_insert(v));
-        (v, false)
+        (map.lock().expect("memo lock").insert(key, v), false)
     }
 
     /// Running operation `op` on node `node` whose store is `snap`.
@@ -112,21 +154,15 @@ impl Memo {
         // Not through `get`: an error is not cached (it ends the path anyway).
         let key = (snap.hash, doc.to_string());
         if self.on {
-            if let Some(v) = self.payloads.lock().expect("memo lock").get(&key) {
-                return Ok(Arc::clone(v));
+            if let Some(v) = self.payloads.lock().expect("memo lock").get(key.clone()) {
+                return Ok(v);
             }
         }
         let v = Arc::new(f()?);
         if !self.on {
             return Ok(v);
         }
-        Ok(Arc::clone(
-            self.payloads
-                .lock()
-                .expect("memo lock")
-                .entry(key)
-                .or_insert(v),
-        ))
+        Ok(self.payloads.lock().expect("memo lock").insert(key, v))
     }
 
     /// The statuses of the store `snap`, as text (compared at quiescence).

@@ -46,6 +46,9 @@ pub struct Config {
     /// Memoize kernel steps by the exact bytes of the store (`--no-memo` turns it off,
     /// to measure what it saves).
     pub memo: bool,
+    /// Entries per generation of each step cache (`--memo-cap`; 0: unbounded): the cache
+    /// holds at most about twice this, trading memory for kernel runs.
+    pub memo_cap: usize,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             causal: true,
             segment_capacity: 16_384,
             memo: true,
+            memo_cap: 0,
         }
     }
 }
@@ -306,7 +310,7 @@ impl Mc {
             ..Desc::default()
         };
         let mut mc = Mc {
-            memo: Memo::new(cfg.memo),
+            memo: Memo::new(cfg.memo, cfg.memo_cap),
             cfg,
             opts,
             init: State {

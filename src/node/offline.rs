@@ -101,21 +101,18 @@ fn sync_doc(
 /// Bytes of blobs read before they are stored in one pack write.
 const COPY_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-/// Stores (and empties) a batch of blobs read from the other dir; whether any was stored.
+/// Stores (and empties) a batch of blobs read from the other dir (read checked against
+/// their ids); whether any was stored.
 fn store_batch(
     to: &mut Replica,
     batch: &mut Vec<(BlobId, Vec<u8>)>,
     rep: &mut SyncReport,
 ) -> Result<bool, NodeError> {
     let items: Vec<(BlobId, &[u8])> = batch.iter().map(|(id, b)| (*id, b.as_slice())).collect();
-    let mut any = false;
-    for ((_, b), ok) in items.iter().zip(to.put_blobs(&items)?) {
-        if ok {
-            rep.blobs += 1;
-            rep.blob_bytes += b.len() as u64;
-            any = true;
-        }
-    }
+    to.store_blobs(&items)?;
+    rep.blobs += items.len();
+    rep.blob_bytes += items.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+    let any = !items.is_empty();
     batch.clear();
     Ok(any)
 }
@@ -132,18 +129,29 @@ fn copy_blobs(
     let mut missing = missing.to_vec();
     while !missing.is_empty() {
         let mut copied = false;
-        // Read in batches of up to 8 MiB, each stored with one pack write.
+        // Read in the order they lie in `from`'s packs, in batches of up to 8 MiB, each
+        // stored with one pack write.
+        let ids: Vec<[u8; 32]> = missing.iter().map(|b| b.0).collect();
         let mut batch: Vec<(BlobId, Vec<u8>)> = Vec::new();
         let mut bytes = 0;
-        for id in &missing {
-            if let Some(b) = from.blob(id)? {
-                bytes += b.len();
-                batch.push((*id, b));
-                if bytes >= COPY_BATCH_BYTES {
-                    copied |= store_batch(to, &mut batch, rep)?;
-                    bytes = 0;
+        let mut failed = None;
+        from.kv.blob_get_many(&ids, &mut |id, b| {
+            bytes += b.len();
+            batch.push((BlobId(*id), b));
+            if bytes >= COPY_BATCH_BYTES {
+                bytes = 0;
+                match store_batch(to, &mut batch, rep) {
+                    Ok(any) => copied |= any,
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
                 }
             }
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         copied |= store_batch(to, &mut batch, rep)?;
         let still = to.deliver_all(now)?;

@@ -52,6 +52,13 @@ impl Kv for TimedKv {
     fn blob_put_many(&self, blobs: &[([u8; 32], &[u8])]) -> Result<(), StoreError> {
         self.inner.blob_put_many(blobs)
     }
+    fn blob_get_many(
+        &self,
+        ids: &[[u8; 32]],
+        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.blob_get_many(ids, f)
+    }
     fn blob_gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<GcStats, StoreError> {
         self.inner.blob_gc(live)
     }

@@ -18,8 +18,10 @@ use std::collections::BTreeMap;
 /// changes written as packed records (`crdt::bulk`), which a version before 4 would skip as
 /// entries of an unknown kind: it must not open such a store; claims in blocks of 64 UIDs
 /// (`Q`) instead of a record per UID (`U`), and the change index in blocks of 64 MODSEQs
-/// (`K`) instead of a record per entry (`C`).
-pub const FORMAT: u32 = 4;
+/// (`K`) instead of a record per entry (`C`). 5: the body index in index files beside the
+/// packs (`store::blobs`) instead of sled's `blobidx` tree, where a version before 5 would
+/// find no body: the store layer moves it when it opens the data dir, before this runs.
+pub const FORMAT: u32 = 5;
 
 /// Prefixes of the derived view tables (`U`, `C`: the per-UID claims and per-entry change
 /// index of formats before 4).
@@ -47,6 +49,10 @@ impl Replica {
                 return Err(NodeError::Io(format!(
                     "this data dir has format {f}, written by a newer dovetail (this one reads up to {FORMAT})"
                 )))
+            }
+            // The body index was moved by the store layer; nothing else changed.
+            Some(4) => {
+                tracing::warn!(from = 4, to = FORMAT, "upgrading the data dir: body index files");
             }
             // Format 3 documents are read as they are (the per-key entries); the claims go
             // into blocks, and the number changes so that no older version opens the packed

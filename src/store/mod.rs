@@ -5,7 +5,11 @@
 //! Every write of one operation goes into one [`Tx`], applied as one atomic batch; a write is
 //! acknowledged only after [`Kv::flush`]. Callers group many writes under one flush.
 
+mod blobs;
+#[cfg(test)]
+mod blobs_tests;
 pub mod changes;
+mod keydir;
 mod mem;
 pub mod packs;
 pub mod rows_ref;
@@ -105,6 +109,23 @@ pub trait Kv: Send + Sync {
     fn blob_put_many(&self, blobs: &[([u8; 32], &[u8])]) -> Result<(), StoreError> {
         for (id, bytes) in blobs {
             self.blob_put(id, bytes)?;
+        }
+        Ok(())
+    }
+    /// Calls `f` with each of the bodies `ids` that is stored (checked against its id), in
+    /// the order the engine reads fastest (the default: as given), until it returns false:
+    /// what copies many bodies.
+    fn blob_get_many(
+        &self,
+        ids: &[[u8; 32]],
+        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+    ) -> Result<(), StoreError> {
+        for id in ids {
+            if let Some(b) = self.blob_get(id)? {
+                if !f(id, b) {
+                    break;
+                }
+            }
         }
         Ok(())
     }

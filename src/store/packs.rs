@@ -1,10 +1,11 @@
-//! Message bodies outside sled's tree: append-only pack files with an index in sled.
+//! Message bodies outside sled's tree: append-only pack files (their index:
+//! [`super::blobs`]).
 //!
 //! Bodies are 95% of a data dir's bytes and are written once, read rarely and never
 //! changed, which is the opposite of what a B-tree's page cache is for: kept in sled they
 //! made every append and every sync copy them through sled's log and cache. Here a body is
 //! appended to the current pack file (`blobs/pack-<n>`, a new one past [`PACK_LIMIT`]) with
-//! one `write` call, and its location goes into sled's `blobidx` tree.
+//! one `write` call, and its location goes into the index.
 //!
 //! Ordering ("blobs before claims"): the bytes are written to the file before the index
 //! entry exists, and [`Packs::sync`] runs `fdatasync` on the pack before the caller flushes
@@ -30,7 +31,7 @@ pub const PACK_LIMIT: u64 = 1 << 30;
 const HEADER: u64 = 36;
 
 /// Where a body is: pack number, offset of the bytes, length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Loc {
     pub pack: u32,
     pub offset: u64,
@@ -99,7 +100,12 @@ impl Packs {
         })
     }
 
-    fn path(dir: &Path, pack: u32) -> PathBuf {
+    /// The directory of the packs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(super) fn path(dir: &Path, pack: u32) -> PathBuf {
         dir.join(format!("pack-{pack:06}"))
     }
 
@@ -189,23 +195,26 @@ impl Packs {
         Ok(())
     }
 
+    /// An open handle on pack `pack` (`None` if there is no such file).
+    fn reader(&self, pack: u32) -> Result<Option<std::sync::Arc<File>>, StoreError> {
+        let mut r = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = r.get(&pack) {
+            return Ok(Some(std::sync::Arc::clone(f)));
+        }
+        let path = Self::path(&self.dir, pack);
+        let f = match File::open(&path) {
+            Ok(f) => std::sync::Arc::new(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path, e)),
+        };
+        r.insert(pack, std::sync::Arc::clone(&f));
+        Ok(Some(f))
+    }
+
     /// Reads a body and checks it against its id: `None` if it is not intact.
     pub fn read(&self, id: &[u8; 32], loc: Loc) -> Result<Option<Vec<u8>>, StoreError> {
-        let file = {
-            let mut r = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-            match r.get(&loc.pack) {
-                Some(f) => std::sync::Arc::clone(f),
-                None => {
-                    let path = Self::path(&self.dir, loc.pack);
-                    let f = match File::open(&path) {
-                        Ok(f) => std::sync::Arc::new(f),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                        Err(e) => return Err(io(&path, e)),
-                    };
-                    r.insert(loc.pack, std::sync::Arc::clone(&f));
-                    f
-                }
-            }
+        let Some(file) = self.reader(loc.pack)? else {
+            return Ok(None);
         };
         let mut buf = vec![0u8; loc.len as usize];
         match file.read_exact_at(&mut buf, loc.offset) {
@@ -219,6 +228,14 @@ impl Packs {
             return Ok(None);
         }
         Ok(Some(buf))
+    }
+
+    /// The id written in front of the body at `loc` (`None` if unreadable).
+    pub fn read_id(&self, loc: Loc) -> Result<Option<[u8; 32]>, StoreError> {
+        let Some(file) = self.reader(loc.pack)? else {
+            return Ok(None);
+        };
+        super::blobs::read_id_at(&file, loc).map_err(|e| io(&Self::path(&self.dir, loc.pack), e))
     }
 
     /// Closes the current pack (durably) and starts a new one, so the old one can be
@@ -269,15 +286,5 @@ impl Packs {
     /// Bytes of a record of `len` body bytes.
     pub fn record_size(len: u32) -> u64 {
         HEADER + u64::from(len)
-    }
-
-    /// Bytes in pack files.
-    pub fn size(&self) -> Result<u64, StoreError> {
-        let mut total = 0;
-        for e in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
-            let e = e.map_err(|e| io(&self.dir, e))?;
-            total += e.metadata().map_err(|e| io(&self.dir, e))?.len();
-        }
-        Ok(total)
     }
 }

@@ -1,21 +1,21 @@
 //! The sled implementation of [`Kv`]: one tree for everything but blobs, so that one
 //! operation's writes are one atomic `apply_batch`; message bodies in pack files beside it
-//! ([`super::packs`]) with their index in the `blobidx` tree, written before the batch that
-//! references them (an orphan body after a crash is harmless). Data dirs of the first
-//! release kept bodies in a `blobs` tree: they move into packs on the first open.
+//! with their own index ([`super::blobs`]), made durable before the batch that references
+//! them (an orphan body after a crash is harmless). Data dirs of the first release kept
+//! bodies in a `blobs` tree, and those of format 4 and before the index in a `blobidx`
+//! tree: both move out of sled on the first open.
 
-use super::packs::{Loc, Packs};
+use super::blobs::Blobs;
+use super::packs::Loc;
 use super::{Batch, Entry, GcStats, Kv, StoreError};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// An open sled database and its blob index tree.
+/// An open sled database.
 struct Db {
     db: sled::Db,
-    index: sled::Tree,
 }
 
 pub struct SledKv {
@@ -34,7 +34,7 @@ pub struct SledKv {
     db: Mutex<Option<Arc<Db>>>,
     /// Bytes written (keys and values) since the database was last opened.
     written: AtomicU64,
-    packs: Packs,
+    blobs: Blobs,
 }
 
 /// sled's page cache when no budget is given.
@@ -127,8 +127,7 @@ fn open_db(dir: &Path, cache: u64) -> Result<Db, StoreError> {
             }
             e => StoreError::Sled(e),
         })?;
-    let index = db.open_tree("blobidx")?;
-    Ok(Db { db, index })
+    Ok(Db { db })
 }
 
 /// [`open_db`] with `store.lock` held: then only this process can hold sled's lock, by a
@@ -160,15 +159,15 @@ impl SledKv {
         // and this process's own reopens (`maybe_reopen`) follow a clean close.
         remove_unfinished_snapshots(&dir.join("db"))?;
         let db = open_db_settled(dir, cache)?;
-        let packs = Packs::open(&dir.join("blobs"))?;
         let kv = SledKv {
             _lock: lock,
             dir: dir.to_path_buf(),
             cache,
             db: Mutex::new(Some(Arc::new(db))),
             written: AtomicU64::new(0),
-            packs,
+            blobs: Blobs::open(&dir.join("blobs")),
         };
+        kv.migrate_blob_index()?;
         kv.migrate_blob_tree()?;
         Ok(kv)
     }
@@ -216,6 +215,35 @@ impl SledKv {
         }
     }
 
+    /// Moves the body index of formats up to 4 (the `blobidx` tree) into index files
+    /// ([`Blobs::adopt_index`]), written and fsynced before the tree is dropped; a crash in
+    /// between leaves the tree, and the next open does it again.
+    fn migrate_blob_index(&self) -> Result<(), StoreError> {
+        let h = self.db()?;
+        if !h.db.tree_names().iter().any(|n| n.as_ref() == b"blobidx") {
+            return Ok(());
+        }
+        let tree = h.db.open_tree("blobidx")?;
+        let mut entries = Vec::with_capacity(tree.len());
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            if let (Ok(id), Some(loc)) = (<[u8; 32]>::try_from(k.as_ref()), Loc::decode(&v)) {
+                entries.push((id, loc));
+            }
+        }
+        if !entries.is_empty() {
+            tracing::warn!(
+                bodies = entries.len(),
+                "moving the body index out of sled into index files (once)"
+            );
+        }
+        self.blobs.adopt_index(entries)?;
+        drop(tree);
+        h.db.drop_tree("blobidx")?;
+        h.db.flush()?;
+        Ok(())
+    }
+
     /// Moves the bodies of the first release's `blobs` tree into packs, in batches, each
     /// made durable before the tree entries are removed (a crash in between only leaves a
     /// body in both places, and the next open finishes the move).
@@ -243,7 +271,7 @@ impl SledKv {
             if moved.is_empty() {
                 break;
             }
-            self.packs.sync()?;
+            self.blobs.sync()?;
             h.db.flush()?;
             let mut b = sled::Batch::default();
             for k in moved {
@@ -255,10 +283,6 @@ impl SledKv {
         drop(old);
         h.db.drop_tree("blobs")?;
         Ok(())
-    }
-
-    fn loc(&self, id: &[u8; 32]) -> Result<Option<Loc>, StoreError> {
-        Ok(self.db()?.index.get(id)?.and_then(|v| Loc::decode(&v)))
     }
 }
 
@@ -325,7 +349,7 @@ impl Kv for SledKv {
     fn flush(&self) -> Result<(), StoreError> {
         // Bodies first: the index entries and view rows sled is about to make durable
         // must not outlive the bytes they name.
-        self.packs.sync()?;
+        self.blobs.sync()?;
         self.db()?.db.flush()?;
         // A reopen costs an ordinary open (0.1-0.3 s, more for a large store) on the
         // writer's thread: it waits for the owner to be idle ([`Kv::idle`]) unless twice
@@ -339,14 +363,11 @@ impl Kv for SledKv {
     }
 
     fn blob_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.loc(id)? {
-            Some(loc) => self.packs.read(id, loc),
-            None => Ok(None),
-        }
+        self.blobs.get(id)
     }
 
     fn blob_has(&self, id: &[u8; 32]) -> Result<bool, StoreError> {
-        Ok(self.db()?.index.contains_key(id)?)
+        self.blobs.has(id)
     }
 
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
@@ -354,101 +375,23 @@ impl Kv for SledKv {
     }
 
     fn blob_put_many(&self, blobs: &[([u8; 32], &[u8])]) -> Result<(), StoreError> {
-        let h = self.db()?;
-        let mut seen = std::collections::HashSet::with_capacity(blobs.len());
-        let mut new = Vec::with_capacity(blobs.len());
-        for (id, bytes) in blobs {
-            if seen.insert(*id) && !h.index.contains_key(id)? {
-                new.push((id, *bytes));
-            }
-        }
-        if new.is_empty() {
-            return Ok(());
-        }
-        // The bytes first, then their index entries, as `blob_put` orders them.
-        let locs = self.packs.append_many(&new)?;
-        let mut batch = sled::Batch::default();
-        for ((id, _), loc) in new.iter().zip(&locs) {
-            batch.insert(id.as_slice(), loc.encode().as_slice());
-        }
-        h.index.apply_batch(batch)?;
-        self.wrote(new.len() * (32 + 16));
-        Ok(())
+        self.blobs.put_many(blobs)
+    }
+
+    fn blob_get_many(
+        &self,
+        ids: &[[u8; 32]],
+        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+    ) -> Result<(), StoreError> {
+        self.blobs.get_many(ids, f)
     }
 
     fn blob_gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<GcStats, StoreError> {
-        let h = self.db()?;
-        let mut stats = GcStats::default();
-        // Sweep the index, counting the live bytes of every pack.
-        let mut live_bytes: HashMap<u32, u64> = HashMap::new();
-        let mut dead = sled::Batch::default();
-        for kv in h.index.iter() {
-            let (k, v) = kv?;
-            let (Ok(id), Some(loc)) = (<[u8; 32]>::try_from(k.as_ref()), Loc::decode(&v)) else {
-                dead.remove(k);
-                continue;
-            };
-            if live(&id) {
-                stats.kept += 1;
-                *live_bytes.entry(loc.pack).or_default() += Packs::record_size(loc.len);
-            } else {
-                stats.dropped += 1;
-                dead.remove(k);
-            }
-        }
-        h.index.apply_batch(dead)?;
-        self.flush()?;
-        // Packs mostly garbage: move their live bodies into the current pack, then delete
-        // them (only after the moved entries are durable).
-        let mut current = self.packs.current();
-        let packs = self.packs.list()?;
-        if let Some(&(_, size)) = packs.iter().find(|(p, _)| *p == current) {
-            let live = live_bytes.get(&current).copied().unwrap_or(0);
-            // The current pack only fills up to its limit: compact it too when it is
-            // mostly garbage, by starting a new one.
-            if size > (1 << 20) && live * 2 < size {
-                self.packs.roll()?;
-                current = self.packs.current();
-            }
-        }
-        for (pack, size) in packs {
-            if pack == current {
-                continue;
-            }
-            let live = live_bytes.get(&pack).copied().unwrap_or(0);
-            if live > 0 && live * 2 >= size {
-                continue;
-            }
-            if live > 0 {
-                let mut moved = sled::Batch::default();
-                for kv in h.index.iter() {
-                    let (k, v) = kv?;
-                    let (Ok(id), Some(loc)) = (<[u8; 32]>::try_from(k.as_ref()), Loc::decode(&v))
-                    else {
-                        continue;
-                    };
-                    if loc.pack != pack {
-                        continue;
-                    }
-                    if let Some(bytes) = self.packs.read(&id, loc)? {
-                        let new = self.packs.append(&id, &bytes)?;
-                        moved.insert(k, new.encode().to_vec());
-                    }
-                }
-                h.index.apply_batch(moved)?;
-                self.flush()?;
-                stats.packs_rewritten += 1;
-            } else {
-                stats.packs_deleted += 1;
-            }
-            self.packs.remove(pack)?;
-            stats.bytes_freed += size - live;
-        }
-        Ok(stats)
+        self.blobs.gc(live)
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db()?.db.size_on_disk()? + self.packs.size()?)
+        Ok(self.db()?.db.size_on_disk()? + self.blobs.size()?)
     }
 }
 
@@ -586,14 +529,13 @@ mod tests {
             bodies.iter().map(|(b, id)| (*id, b.as_slice())).collect();
         // The same body twice in one batch.
         items.push((bodies[7].1, bodies[7].0.as_slice()));
-        let before = kv.packs.list().expect("list");
+        // Index records are written at the flush: what grows here is the pack.
+        let before = kv.blobs.size().expect("size");
         kv.blob_put_many(&items).expect("put many");
-        let after = kv.packs.list().expect("list");
-        let grown: u64 =
-            after.iter().map(|p| p.1).sum::<u64>() - before.iter().map(|p| p.1).sum::<u64>();
+        let grown = kv.blobs.size().expect("size") - before;
         let want: u64 = bodies[1..]
             .iter()
-            .map(|(b, _)| Packs::record_size(b.len() as u32))
+            .map(|(b, _)| crate::store::packs::Packs::record_size(b.len() as u32))
             .sum();
         assert_eq!(
             grown, want,

@@ -1,0 +1,268 @@
+//! Tests of the body store ([`super::blobs`]): what survives a drop without a sync, torn
+//! tails of packs and index files, garbage collection across reloads, the scan, and the
+//! index adopted from sled.
+
+use super::blobs::Blobs;
+use super::keydir::REC;
+use super::packs::Packs;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+
+fn body(i: u32) -> ([u8; 32], Vec<u8>) {
+    let b = format!(
+        "Subject: {i}\r\n\r\nbody {i} {}\r\n",
+        "x".repeat(i as usize % 50)
+    )
+    .into_bytes();
+    (Sha256::digest(&b).into(), b)
+}
+
+fn put(b: &Blobs, range: std::ops::Range<u32>) {
+    let items: Vec<_> = range.map(body).collect();
+    let refs: Vec<([u8; 32], &[u8])> = items.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+    b.put_many(&refs).expect("put");
+}
+
+fn all_there(b: &Blobs, range: std::ops::Range<u32>) {
+    for i in range {
+        let (id, bytes) = body(i);
+        assert!(b.has(&id).expect("has"), "body {i} missing");
+        assert_eq!(b.get(&id).expect("get"), Some(bytes), "body {i}");
+    }
+}
+
+fn append_to(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open");
+    f.write_all(bytes).expect("write");
+}
+
+#[test]
+fn bodies_read_back_after_a_reload() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Blobs::open(dir.path());
+    put(&b, 0..100);
+    put(&b, 50..150);
+    b.sync().expect("sync");
+    assert_eq!(b.count().expect("count"), 150);
+    drop(b);
+    let b = Blobs::open(dir.path());
+    assert_eq!(b.count().expect("count"), 150);
+    all_there(&b, 0..150);
+    assert!(!b.has(&[9; 32]).expect("has"));
+    assert_eq!(b.get(&[9; 32]).expect("get"), None);
+}
+
+/// Bodies appended but never synced are in the pack (the page cache, as after a SIGKILL)
+/// and not in its index: the next load finds them past the index's end.
+#[test]
+fn bodies_the_index_lacks_are_found_in_the_pack() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Blobs::open(dir.path());
+    put(&b, 0..10);
+    b.sync().expect("sync");
+    put(&b, 10..30);
+    drop(b);
+    let idx = std::fs::metadata(dir.path().join("pack-000000.idx")).expect("idx");
+    assert_eq!(idx.len(), 10 * REC as u64);
+    let b = Blobs::open(dir.path());
+    assert_eq!(b.count().expect("count"), 30);
+    all_there(&b, 0..30);
+    drop(b);
+    // The load wrote what it found into the index.
+    let idx = std::fs::metadata(dir.path().join("pack-000000.idx")).expect("idx");
+    assert_eq!(idx.len(), 30 * REC as u64);
+}
+
+/// A torn pack tail (a write cut by a crash) is cut off; bodies appended after the cut are
+/// found by the next load; a torn index record is cut off too.
+#[test]
+fn torn_tails_are_cut_and_later_bodies_found() {
+    let dir = tempfile::tempdir().expect("dir");
+    let pack = dir.path().join("pack-000000");
+    let b = Blobs::open(dir.path());
+    put(&b, 0..5);
+    b.sync().expect("sync");
+    drop(b);
+    let before = std::fs::metadata(&pack).expect("pack").len();
+    // Half a record: a length, an id, and fewer bytes than the length says.
+    let (id, bytes) = body(99);
+    let mut torn = (bytes.len() as u32).to_be_bytes().to_vec();
+    torn.extend_from_slice(&id);
+    torn.extend_from_slice(&bytes[..3]);
+    append_to(&pack, &torn);
+    append_to(&dir.path().join("pack-000000.idx"), &[1, 2, 3]);
+    let b = Blobs::open(dir.path());
+    assert_eq!(b.count().expect("count"), 5);
+    assert_eq!(std::fs::metadata(&pack).expect("pack").len(), before);
+    assert!(!b.has(&id).expect("has"));
+    put(&b, 5..8);
+    drop(b);
+    let b = Blobs::open(dir.path());
+    all_there(&b, 0..8);
+    assert_eq!(b.count().expect("count"), 8);
+}
+
+/// A record whose bytes do not hash to its id (a torn write that left zeros) ends the
+/// pack: it is never served.
+#[test]
+fn a_record_that_does_not_hash_to_its_id_is_never_served() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Blobs::open(dir.path());
+    put(&b, 0..3);
+    b.sync().expect("sync");
+    drop(b);
+    let (id, bytes) = body(42);
+    let mut rec = (bytes.len() as u32).to_be_bytes().to_vec();
+    rec.extend_from_slice(&id);
+    rec.extend(std::iter::repeat_n(0u8, bytes.len()));
+    append_to(&dir.path().join("pack-000000"), &rec);
+    let b = Blobs::open(dir.path());
+    assert!(!b.has(&id).expect("has"));
+    assert_eq!(b.get(&id).expect("get"), None);
+    // Stored for real now, and found.
+    put(&b, 42..43);
+    b.sync().expect("sync");
+    drop(b);
+    let b = Blobs::open(dir.path());
+    all_there(&b, 42..43);
+    all_there(&b, 0..3);
+}
+
+/// An index record naming bytes past the end of its pack (the pack lost its tail) is
+/// dropped, not trusted.
+#[test]
+fn an_index_record_past_its_pack_is_dropped() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Blobs::open(dir.path());
+    put(&b, 0..4);
+    b.sync().expect("sync");
+    drop(b);
+    let pack = dir.path().join("pack-000000");
+    let len = std::fs::metadata(&pack).expect("pack").len();
+    let (id3, b3) = body(3);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .expect("open")
+        .set_len(len - Packs::record_size(b3.len() as u32))
+        .expect("cut");
+    let b = Blobs::open(dir.path());
+    assert!(!b.has(&id3).expect("has"));
+    all_there(&b, 0..3);
+}
+
+/// Garbage collection drops what is not live, and a reload does not bring it back;
+/// packs mostly garbage are rewritten, and what moved is found after a reload.
+#[test]
+fn collected_bodies_stay_gone_and_moved_ones_are_found() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Blobs::open(dir.path());
+    put(&b, 0..100);
+    b.sync().expect("sync");
+    // Roll to a second pack so the first can be compacted.
+    let live = |id: &[u8; 32]| (0..100).filter(|i| i % 10 == 0).any(|i| body(i).0 == *id);
+    drop(b);
+    {
+        let p = Packs::open(dir.path()).expect("packs");
+        p.roll().expect("roll");
+    }
+    let b = Blobs::open(dir.path());
+    put(&b, 100..110);
+    b.sync().expect("sync");
+    let live_too = |id: &[u8; 32]| live(id) || (100..110).any(|i| body(i).0 == *id);
+    let stats = b.gc(&live_too).expect("gc");
+    assert_eq!((stats.kept, stats.dropped), (20, 90));
+    assert_eq!(stats.packs_rewritten, 1);
+    assert!(!dir.path().join("pack-000000").exists());
+    assert!(!dir.path().join("pack-000000.idx").exists());
+    drop(b);
+    let b = Blobs::open(dir.path());
+    assert_eq!(b.count().expect("count"), 20);
+    for i in 0..110 {
+        let (id, _) = body(i);
+        assert_eq!(b.has(&id).expect("has"), live_too(&id), "body {i}");
+    }
+    all_there(&b, 100..110);
+    // Nothing to drop any more.
+    let stats = b.gc(&live_too).expect("gc");
+    assert_eq!((stats.kept, stats.dropped), (20, 0));
+    // Dropped bodies can be stored again.
+    put(&b, 1..2);
+    drop(b);
+    let b = Blobs::open(dir.path());
+    all_there(&b, 1..2);
+    assert_eq!(b.count().expect("count"), 21);
+}
+
+/// Dropping from a pack that is kept (mostly live) writes tombstones: a reload keeps them
+/// dropped although their bytes are still in the pack.
+#[test]
+fn tombstones_keep_bodies_dropped_in_a_kept_pack() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Blobs::open(dir.path());
+    put(&b, 0..10);
+    b.sync().expect("sync");
+    let live = |id: &[u8; 32]| body(3).0 != *id;
+    let stats = b.gc(&live).expect("gc");
+    assert_eq!((stats.kept, stats.dropped), (9, 1));
+    assert_eq!(stats.packs_rewritten + stats.packs_deleted, 0);
+    drop(b);
+    let b = Blobs::open(dir.path());
+    assert!(!b.has(&body(3).0).expect("has"));
+    assert_eq!(b.count().expect("count"), 9);
+}
+
+/// `get_many` gives each stored body asked for once, checked, not the dropped or unknown
+/// ones, in pack order.
+#[test]
+fn get_many_gives_the_stored_bodies_asked_for() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = Blobs::open(dir.path());
+    put(&b, 0..50);
+    put(&b, 25..60);
+    b.gc(&|id: &[u8; 32]| body(7).0 != *id).expect("gc");
+    let mut ids: Vec<[u8; 32]> = (0..70).rev().map(|i| body(i).0).collect();
+    ids.push([0; 32]);
+    let mut seen = Vec::new();
+    b.get_many(&ids, &mut |id, bytes| {
+        assert_eq!(<[u8; 32]>::from(Sha256::digest(&bytes)), *id);
+        seen.push(*id);
+        true
+    })
+    .expect("get many");
+    let want: Vec<[u8; 32]> = (0..60).filter(|i| *i != 7).map(|i| body(i).0).collect();
+    assert_eq!(
+        seen, want,
+        "every stored one, once, in the order they were stored"
+    );
+}
+
+/// An index from elsewhere (sled's `blobidx` tree of format 4) replaces the index files.
+#[test]
+fn an_adopted_index_is_the_index() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut locs = Vec::new();
+    {
+        let p = Packs::open(dir.path()).expect("packs");
+        for i in 0..20 {
+            let (id, bytes) = body(i);
+            locs.push((id, p.append(&id, &bytes).expect("append")));
+        }
+        p.sync().expect("sync");
+    }
+    // Body 19 is an orphan: written, never indexed, found past the index's end.
+    let (orphan, _) = locs.pop().expect("last");
+    // Body 0 was dropped by the old index: not adopted, and not found again (it is
+    // before the index's end).
+    locs.remove(0);
+    let b = Blobs::open(dir.path());
+    b.adopt_index(locs.clone()).expect("adopt");
+    assert_eq!(b.count().expect("count"), 19);
+    all_there(&b, 1..19);
+    assert!(!b.has(&body(0).0).expect("has"));
+    assert!(b.has(&orphan).expect("has"));
+}
