@@ -163,7 +163,23 @@ impl Loaded {
             }
         }
         let mut pending: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-        let mut per_pack = Vec::with_capacity(packs.len());
+        // Sized once: a map growing by doubling holds both tables while it rehashes.
+        let mut total = 0u64;
+        for &n in &packs {
+            if let Ok(m) = std::fs::metadata(idx_path(dir, n)) {
+                total += m.len() / REC as u64;
+            }
+        }
+        let mut keys = Keydir::with_capacity(total as usize);
+        // Reading an occupant's id at load (two ids sharing 8 bytes: rare) opens its pack.
+        let id_at = |l: Loc| -> Result<Option<[u8; 32]>, StoreError> {
+            let path = Packs::path(dir, l.pack);
+            match File::open(&path) {
+                Ok(f) => read_id_at(&f, l).map_err(|e| io(&path, e)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io(&path, e)),
+            }
+        };
         for &n in &packs {
             let path = Packs::path(dir, n);
             let size = std::fs::metadata(&path).map_err(|e| io(&path, e))?.len();
@@ -207,21 +223,14 @@ impl Loaded {
                     recs.extend(found);
                 }
             }
-            per_pack.push((n, recs));
-        }
-        let packs = Packs::open(dir)?;
-        let mut keys = Keydir::default();
-        {
-            let id_at = |l: Loc| packs.read_id(l);
-            for (n, recs) in per_pack {
-                for r in recs {
-                    match r {
-                        Rec::Body(id, loc) => keys.insert(&id, loc, &id_at)?,
-                        Rec::Dead(id) => keys.remove_in(&id, n, &id_at)?,
-                    }
+            for r in recs {
+                match r {
+                    Rec::Body(id, loc) => keys.insert(&id, loc, &id_at)?,
+                    Rec::Dead(id) => keys.remove_in(&id, n, &id_at)?,
                 }
             }
         }
+        let packs = Packs::open(dir)?;
         let l = Loaded {
             packs,
             state: Mutex::new(State { keys, pending }),

@@ -72,6 +72,14 @@ pub struct Keydir {
 }
 
 impl Keydir {
+    /// An empty keydir with room for `n` bodies.
+    pub fn with_capacity(n: usize) -> Keydir {
+        Keydir {
+            by_prefix: HashMap::with_capacity_and_hasher(n, Default::default()),
+            overflow: HashMap::new(),
+        }
+    }
+
     /// Where `id` may be: the caller checks the bytes it reads against the id (a read
     /// does: a body read is hashed), as the occupant of a shared prefix is returned
     /// unchecked.
