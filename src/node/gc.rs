@@ -12,7 +12,6 @@
 use super::replica::{parse_doc_id, DocKind};
 use super::{NodeError, Replica};
 use crate::crdt::meta::ChangeMeta;
-use crate::crdt::view::MsgRec;
 use crate::store::{tables, GcStats, Tx};
 use automerge::ChangeHash;
 use std::collections::HashSet;
@@ -22,19 +21,24 @@ impl Replica {
     pub fn gc(&mut self) -> Result<GcStats, NodeError> {
         let mut live: HashSet<[u8; 32]> = HashSet::new();
         let mut err = None;
-        self.kv
-            .scan(b"G", &mut |k, v| match tables::decode::<MsgRec>(k, v) {
-                Ok(rec) => {
-                    if !rec.expunged {
-                        live.insert(rec.blob.0);
-                    }
+        self.kv.scan(
+            b"N",
+            &mut |k, v| match tables::decode::<tables::MsgBlock>(k, v) {
+                Ok(block) => {
+                    live.extend(
+                        block
+                            .values()
+                            .filter(|rec| !rec.expunged)
+                            .map(|rec| rec.blob.0),
+                    );
                     true
                 }
                 Err(e) => {
                     err = Some(e);
                     false
                 }
-            })?;
+            },
+        )?;
         if let Some(e) = err {
             return Err(e.into());
         }

@@ -14,6 +14,11 @@ use crate::store::tables;
 use crate::store::Tx;
 use std::collections::BTreeMap;
 
+/// An append of at least this many messages, or bytes, writes its bodies on a second
+/// thread (below it, starting the thread costs more than it saves).
+const PARALLEL_BODIES_MIN: usize = 32;
+const PARALLEL_BYTES_MIN: usize = 1 << 20;
+
 /// A message to add whose blob is stored.
 struct NewRecord<'f> {
     blob: BlobId,
@@ -225,17 +230,37 @@ impl Replica {
                 .zip(&msgs)
                 .map(|(b, m)| (*b, m.bytes.as_slice()))
                 .collect();
-            r.store_blobs(&blobs)?;
             let mut items = Vec::with_capacity(msgs.len());
-            for (blob, m) in ids.into_iter().zip(&msgs) {
+            for (blob, m) in ids.iter().zip(&msgs) {
                 items.push(NewRecord {
-                    blob,
+                    blob: *blob,
                     size: m.bytes.len() as u64,
                     internal_date: m.internal_date,
                     flags: &m.flags,
                 });
             }
-            let out = r.add_messages(tx, a, &e.id, name, &mut meta, &items, now)?;
+            // A large batch writes its bodies on a second thread while this one builds the
+            // change and the view records: the two are independent until the commit, which
+            // waits for both (bodies before the batch that names them still holds).
+            let bytes: usize = msgs.iter().map(|m| m.bytes.len()).sum();
+            let out = if msgs.len() >= PARALLEL_BODIES_MIN || bytes >= PARALLEL_BYTES_MIN {
+                let kv = std::sync::Arc::clone(&r.kv);
+                let raw: Vec<([u8; 32], &[u8])> = blobs.iter().map(|(id, b)| (id.0, *b)).collect();
+                let (stored, out) = std::thread::scope(|s| {
+                    let put = s.spawn(move || kv.blob_put_many(&raw));
+                    let out = r.add_messages(tx, a, &e.id, name, &mut meta, &items, now);
+                    (
+                        put.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        out,
+                    )
+                });
+                stored?;
+                r.blobs_stored(&blobs);
+                out?
+            } else {
+                r.store_blobs(&blobs)?;
+                r.add_messages(tx, a, &e.id, name, &mut meta, &items, now)?
+            };
             tx.put_mailbox_meta(&e.id, &meta);
             Ok(out)
         })
@@ -364,7 +389,6 @@ impl Replica {
                 let uid = uid_at(meta.uidnext + i as u64)
                     .ok_or_else(|| NodeError::UidsExhausted(name.to_string()))?;
                 let guid = Guid::mint();
-                tx.view(*mb).minted(&guid);
                 ops.push(LocalOp::Add {
                     guid,
                     blob: m.blob,

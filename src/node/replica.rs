@@ -614,10 +614,15 @@ impl Replica {
     pub(crate) fn store_blobs(&mut self, blobs: &[(BlobId, &[u8])]) -> Result<(), NodeError> {
         let raw: Vec<([u8; 32], &[u8])> = blobs.iter().map(|(id, b)| (id.0, *b)).collect();
         self.kv.blob_put_many(&raw)?;
+        self.blobs_stored(blobs);
+        Ok(())
+    }
+
+    /// Tells the pending changes that `blobs` were stored.
+    pub(crate) fn blobs_stored(&mut self, blobs: &[(BlobId, &[u8])]) {
         for (id, _) in blobs {
             self.pending.blob_stored(id);
         }
-        Ok(())
     }
 
     pub fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, NodeError> {

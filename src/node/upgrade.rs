@@ -21,11 +21,13 @@ use std::collections::BTreeMap;
 /// (`K`) instead of a record per entry (`C`). 5: the body index in index files beside the
 /// packs (`store::blobs`) instead of sled's `blobidx` tree, where a version before 5 would
 /// find no body: the store layer moves it when it opens the data dir, before this runs.
-pub const FORMAT: u32 = 5;
+/// 6: message records in blocks per GUID window (`N`) instead of a record per message
+/// (`G`).
+pub const FORMAT: u32 = 6;
 
 /// Prefixes of the derived view tables (`U`, `C`: the per-UID claims and per-entry change
-/// index of formats before 4).
-const VIEW_PREFIXES: [&[u8]; 9] = [b"M", b"G", b"U", b"Q", b"R", b"P", b"C", b"K", b"F"];
+/// index of formats before 4; `G`: the per-message records of formats before 6).
+const VIEW_PREFIXES: [&[u8]; 10] = [b"M", b"G", b"N", b"U", b"Q", b"R", b"P", b"C", b"K", b"F"];
 
 /// The format of a store: `None` for an empty one.
 fn stored_format(kv: &dyn Kv) -> Result<Option<u32>, NodeError> {
@@ -50,15 +52,18 @@ impl Replica {
                     "this data dir has format {f}, written by a newer dovetail (this one reads up to {FORMAT})"
                 )))
             }
-            // The body index was moved by the store layer; nothing else changed.
-            Some(4) => {
-                tracing::warn!(from = 4, to = FORMAT, "upgrading the data dir: body index files");
+            // Message records into blocks (format 4: the body index was moved by the store
+            // layer as it opened the data dir).
+            Some(4 | 5) => {
+                tracing::warn!(from = 5, to = FORMAT, "upgrading the data dir: message blocks");
+                block_msgs(self.kv.as_ref())?;
             }
             // Format 3 documents are read as they are (the per-key entries); the claims go
             // into blocks, and the number changes so that no older version opens the packed
             // changes written from now.
             Some(3) => {
                 tracing::warn!(from = 3, to = FORMAT, "upgrading the data dir: index blocks");
+                block_msgs(self.kv.as_ref())?;
                 block_claims(self.kv.as_ref())?;
                 block_changes(self.kv.as_ref())?;
             }
@@ -67,6 +72,7 @@ impl Replica {
             // and only the change index (and the claim blocks) are added.
             Some(2) => {
                 tracing::warn!(from = 2, to = FORMAT, "upgrading the data dir: indexing changes");
+                block_msgs(self.kv.as_ref())?;
                 index_changes(self.kv.as_ref())?;
                 block_claims(self.kv.as_ref())?;
             }
@@ -170,6 +176,25 @@ fn block_claims(kv: &dyn Kv) -> Result<(), NodeError> {
         (k.len() == 21).then(|| {
             let block = tables::key_claims_block(&mb, uid.get() / tables::ROWS_PER_BLOCK);
             (block, uid, claims)
+        })
+    })
+}
+
+/// Moves the per-message records (`G` + mailbox + GUID) of a store before format 6 into
+/// blocks per GUID window (`N`).
+fn block_msgs(kv: &dyn Kv) -> Result<(), NodeError> {
+    use crate::crdt::view::MsgRec;
+    use crate::model::{Guid, MailboxId};
+    rebucket::<Guid, MsgRec>(kv, b"G", "message", &|k, v| {
+        let mb = k.get(1..17).and_then(MailboxId::from_slice)?;
+        let guid = k.get(17..).and_then(Guid::from_slice)?;
+        let rec = tables::decode(k, v).ok()?;
+        (k.len() == 33).then(|| {
+            (
+                tables::key_msg_block(&mb, tables::msg_window(&guid)),
+                guid,
+                rec,
+            )
         })
     })
 }
@@ -306,6 +331,78 @@ mod tests {
     use crate::crdt::view::ViewTables;
     use crate::model::{Guid, MailboxId, NodeId, OpId, Uid};
     use crate::store::{MemKv, Tx};
+
+    /// Per-message records of an older store (minted and random GUIDs) become blocks per
+    /// GUID window that read back the same, over more than one round; none is left.
+    #[test]
+    fn message_records_move_into_blocks() {
+        use crate::crdt::segment::SegmentRef;
+        use crate::crdt::view::MsgRec;
+        use crate::model::BlobId;
+        let kv = MemKv::new();
+        let mb = MailboxId([3; 16]);
+        let rec = |i: u32| MsgRec {
+            blob: BlobId([i as u8; 32]),
+            size: u64::from(i),
+            internal_date: i64::from(i),
+            claims: vec![],
+            flags: Default::default(),
+            tags: Default::default(),
+            expunged: i.is_multiple_of(7),
+            home: SegmentRef {
+                node: NodeId([1; 32]),
+                gen: 0,
+            },
+            shown: None,
+        };
+        // 70,000 GUIDs minted 1 us apart (17 windows), and 1,000 random ones.
+        let mut guids: Vec<Guid> = (0..70_000u64)
+            .map(|i| {
+                let mut g = [0u8; 16];
+                g[..8].copy_from_slice(&(1_700_000_000_000_000 + i).to_be_bytes());
+                g[8..].copy_from_slice(&i.to_le_bytes());
+                Guid(g)
+            })
+            .collect();
+        guids.extend((0..1_000u32).map(|i| {
+            Guid(
+                *BlobId::of(&i.to_le_bytes()).as_bytes()[..16]
+                    .first_chunk()
+                    .unwrap(),
+            )
+        }));
+        let batch = guids
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let key = [b"G".as_slice(), mb.as_bytes(), g.as_bytes()].concat();
+                (key, Some(tables::encode(&rec(i as u32))))
+            })
+            .collect();
+        kv.apply(batch).unwrap();
+        block_msgs(&kv).unwrap();
+        let (mut left, mut blocks) = (0, 0);
+        kv.scan(b"G", &mut |_, _| {
+            left += 1;
+            true
+        })
+        .unwrap();
+        kv.scan(b"N", &mut |_, _| {
+            blocks += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(left, 0, "per-message records left");
+        assert!(blocks < 1_100, "{blocks} blocks");
+        let mut tx = Tx::new(&kv);
+        let mut v = tx.view(mb);
+        for (i, g) in guids.iter().enumerate() {
+            assert_eq!(v.msg(g).unwrap(), Some(rec(i as u32)), "message {i}");
+        }
+        assert_eq!(v.msg(&Guid([9; 16])).unwrap(), None);
+        let live = tables::live_messages(&kv, &mb).unwrap();
+        assert_eq!(live.len(), guids.len() - guids.len().div_ceil(7));
+    }
 
     /// Per-UID claim records of an older store become blocks that read back the same, over
     /// more than one round, and none of the old records is left.

@@ -5,7 +5,7 @@
 //! | `D`    | doc id, 0, chunk index (be) | automerge chunk (snapshot or changes)   |
 //! | `H`    | doc id                      | [`DocMeta`]: heads, chunk range         |
 //! | `M`    | mailbox id                  | [`MailboxMeta`]                         |
-//! | `G`    | mailbox id, GUID            | [`MsgRec`]                              |
+//! | `N`    | mailbox id, GUID window (be) | message records of GUIDs minted in one window of [`MSG_WINDOW_US`]: {GUID: [`MsgRec`]} |
 //! | `Q`    | mailbox id, UID / 64 (be)   | claims of 64 consecutive UIDs: [(UID, [(GUID, op)])] |
 //! | `R`    | mailbox id, UID / 64 (be)   | visible messages of 64 consecutive UIDs: [(UID, [`ViewRow`])] |
 //! | `P`    | mailbox id, change hash     | doc id of a change not yet applied      |
@@ -33,6 +33,10 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Visible rows per `R` record.
 pub const ROWS_PER_BLOCK: u32 = 64;
+
+/// Microseconds of GUID minting time per `N` record: a bulk append at 20-30k messages a
+/// second puts ~100 records in one (~10 KB), an interactive one a record each.
+pub const MSG_WINDOW_US: u64 = 4096;
 
 /// Incremental chunks a document may accumulate before it is compacted into one snapshot.
 /// Loading replays every incremental chunk as a remote change, which automerge 0.12 does in
@@ -68,8 +72,16 @@ fn key_chunk(doc: &str, i: u64) -> Vec<u8> {
 pub fn key_mailbox(mb: &MailboxId) -> Vec<u8> {
     [b"M".as_slice(), mb.as_bytes()].concat()
 }
-fn key_msg(mb: &MailboxId, g: &Guid) -> Vec<u8> {
-    [b"G".as_slice(), mb.as_bytes(), g.as_bytes()].concat()
+/// The window of a GUID: its first 8 bytes are its minting time in microseconds
+/// ([`Guid::mint`]), so the messages appended together share a window and one record.
+/// (Random GUIDs of older versions get a window each: one record per message, as before.)
+pub fn msg_window(g: &Guid) -> u64 {
+    u64::from_be_bytes(g.as_bytes()[..8].try_into().expect("8 bytes")) / MSG_WINDOW_US
+}
+/// The key of the message records of window `w` (format 5 and before: one `G` record per
+/// message, a sled insert per appended message).
+pub(crate) fn key_msg_block(mb: &MailboxId, w: u64) -> Vec<u8> {
+    [b"N".as_slice(), mb.as_bytes(), &w.to_be_bytes()].concat()
 }
 /// The key of the claims of UIDs `64 * block ..= 64 * block + 63`. (Format 3 kept one `U`
 /// record per UID: an append wrote one more sled record per message.)
@@ -89,7 +101,7 @@ pub fn prefix_rows(mb: &MailboxId) -> Vec<u8> {
 }
 /// Prefix of a mailbox's message records.
 pub fn prefix_msgs(mb: &MailboxId) -> Vec<u8> {
-    [b"G".as_slice(), mb.as_bytes()].concat()
+    [b"N".as_slice(), mb.as_bytes()].concat()
 }
 pub fn key_pending(mb: &MailboxId, h: &ChangeHash) -> Vec<u8> {
     [b"P".as_slice(), mb.as_bytes(), &h.0].concat()
@@ -127,6 +139,9 @@ type Claims = Vec<(Guid, OpId)>;
 /// stored as postcard encodes the map: a count, then each (UID, claims) in order.
 type ClaimsBlock = BTreeMap<Uid, Claims>;
 
+/// The message records of one GUID window.
+pub type MsgBlock = BTreeMap<Guid, MsgRec>;
+
 /// The writes of one operation, readable before they are applied (except visible rows,
 /// which are write-only here: they are merged into their blocks at commit, and read from the
 /// store by [`rows`]).
@@ -134,11 +149,11 @@ pub struct Tx<'a> {
     kv: &'a dyn Kv,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     rows: RowEdits,
-    /// Message records and claim lists this transaction read or wrote, decoded (`true`:
-    /// written, encoded into `writes` at commit). Applying a change reads and rewrites a
-    /// message's record several times (its add, claim, flags, then where it shows): one
-    /// decode and one encode each, not one per access.
-    msgs: HashMap<(MailboxId, Guid), (Option<MsgRec>, bool)>,
+    /// Message-record blocks and claim blocks this transaction read or wrote, decoded
+    /// (`true`: written, encoded into `writes` at commit). Applying a change reads and
+    /// rewrites a message's record several times (its add, claim, flags, then where it
+    /// shows): one decode and one encode each, not one per access.
+    msgs: HashMap<(MailboxId, u64), (MsgBlock, bool)>,
     /// Claim blocks, by (mailbox, UID / 64).
     claims: HashMap<(MailboxId, u32), (ClaimsBlock, bool)>,
     /// Change-index blocks, by (mailbox, MODSEQ / 64).
@@ -234,11 +249,8 @@ impl<'a> Tx<'a> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        for ((mb, guid), (rec, written)) in std::mem::take(&mut self.msgs) {
-            if written {
-                let v = rec.as_ref().map(encode);
-                self.writes.insert(key_msg(&mb, &guid), v);
-            }
+        for ((mb, w), (b, written)) in std::mem::take(&mut self.msgs) {
+            self.put_block(key_msg_block(&mb, w), &b, written);
         }
         for ((mb, block), (b, written)) in std::mem::take(&mut self.changes) {
             let key =
@@ -404,19 +416,24 @@ impl ViewTx<'_, '_> {
         }
         Ok(self.tx.changes.get_mut(&k).expect("inserted above"))
     }
-    /// Records that `guid` was just minted ([`Guid::mint`]) and so has no record yet: the
-    /// engine's check for an existing record then costs no store lookup.
-    pub fn minted(&mut self, guid: &Guid) {
-        self.tx
-            .msgs
-            .entry((self.mb, *guid))
-            .or_insert((None, false));
+    /// The cached message-record block holding `guid`, read from the store the first time.
+    fn msg_block(&mut self, guid: &Guid) -> Result<&mut (MsgBlock, bool), StoreError> {
+        let k = (self.mb, msg_window(guid));
+        if !self.tx.msgs.contains_key(&k) {
+            let block = self.tx.get_block(&key_msg_block(&self.mb, k.1))?;
+            self.tx.msgs.insert(k, (block, false));
+        }
+        Ok(self.tx.msgs.get_mut(&k).expect("inserted above"))
     }
     /// The record of a message.
     pub fn msg_rec(&self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
-        match self.tx.msgs.get(&(self.mb, *guid)) {
-            Some((rec, _)) => Ok(rec.clone()),
-            None => self.tx.get(&key_msg(&self.mb, guid)),
+        let w = msg_window(guid);
+        match self.tx.msgs.get(&(self.mb, w)) {
+            Some((b, _)) => Ok(b.get(guid).cloned()),
+            None => Ok(self
+                .tx
+                .get_block::<Guid, MsgRec>(&key_msg_block(&self.mb, w))?
+                .remove(guid)),
         }
     }
 }
@@ -425,17 +442,20 @@ impl ViewTables for ViewTx<'_, '_> {
     type Error = StoreError;
 
     fn msg(&mut self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
-        if let Some((rec, _)) = self.tx.msgs.get(&(self.mb, *guid)) {
-            return Ok(rec.clone());
-        }
-        let rec: Option<MsgRec> = self.tx.get(&key_msg(&self.mb, guid))?;
-        self.tx.msgs.insert((self.mb, *guid), (rec.clone(), false));
-        Ok(rec)
+        Ok(self.msg_block(guid)?.0.get(guid).cloned())
     }
     fn put_msg(&mut self, guid: &Guid, rec: &MsgRec) {
-        self.tx
-            .msgs
-            .insert((self.mb, *guid), (Some(rec.clone()), true));
+        // The engine reads a message's record before it writes it, so the block is cached.
+        // Were it not and could it not be read, the transaction must not commit.
+        match self.msg_block(guid) {
+            Ok((b, written)) => {
+                b.insert(*guid, rec.clone());
+                *written = true;
+            }
+            Err(e) => {
+                self.tx.failed.get_or_insert(e);
+            }
+        }
     }
     fn claims_at(&mut self, uid: Uid) -> Result<Vec<(Guid, OpId)>, StoreError> {
         Ok(self
@@ -577,20 +597,24 @@ pub fn last_uid(kv: &dyn Kv, mb: &MailboxId) -> Result<Option<Uid>, StoreError> 
 pub fn live_messages(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<Guid>, StoreError> {
     let mut out = Vec::new();
     let mut err = None;
-    kv.scan(&prefix_msgs(mb), &mut |k, v| match decode::<MsgRec>(k, v) {
-        Ok(rec) => {
-            if !rec.expunged {
-                if let Some(g) = Guid::from_slice(&k[17..]) {
-                    out.push(g);
-                }
+    kv.scan(
+        &prefix_msgs(mb),
+        &mut |k, v| match decode::<MsgBlock>(k, v) {
+            Ok(block) => {
+                out.extend(
+                    block
+                        .into_iter()
+                        .filter(|(_, rec)| !rec.expunged)
+                        .map(|(g, _)| g),
+                );
+                true
             }
-            true
-        }
-        Err(e) => {
-            err = Some(e);
-            false
-        }
-    })?;
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        },
+    )?;
     match err {
         Some(e) => Err(e),
         None => Ok(out),

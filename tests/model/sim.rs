@@ -569,12 +569,12 @@ impl Sim {
     fn adopt_survivors(&mut self, i: usize) -> R<()> {
         let mut found = Vec::new();
         self.kvs[i]
-            .scan(b"G", &mut |k, _| {
-                if let (Some(mb), Some(g)) = (
-                    k.get(1..17).and_then(MailboxId::from_slice),
-                    k.get(17..33).and_then(Guid::from_slice),
-                ) {
-                    found.push((g, mb.to_hex()));
+            .scan(b"N", &mut |k, v| {
+                let mb = k.get(1..17).and_then(MailboxId::from_slice);
+                let block =
+                    dovetail::store::tables::decode::<dovetail::store::tables::MsgBlock>(k, v);
+                if let (Some(mb), Ok(block)) = (mb, block) {
+                    found.extend(block.into_keys().map(|g| (g, mb.to_hex())));
                 }
                 true
             })
