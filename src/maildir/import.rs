@@ -14,7 +14,7 @@ use super::layout::{order, scan, stat, Folder, MsgFile};
 use super::target::Target;
 use super::MaildirError;
 use crate::model::{AccountName, BlobId, MailboxName};
-use crate::node::{check_message, NewMessage, NodeError};
+use crate::node::{check_message, NewMessage, NodeError, Stager, StoredMessage};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -87,8 +87,17 @@ fn read(p: &Path) -> Result<Vec<u8>, MaildirError> {
 /// here, which also reads its size and time ([`stat`]); then every folder is put in import
 /// order ([`order`]). The files are read on two threads (reading is most of the cost); the
 /// error is the first in import order.
-fn validate(folders: &mut [Folder], limit: u64) -> Result<(), MaildirError> {
-    let check = |m: &mut MsgFile| -> Result<(), MaildirError> {
+///
+/// With `stage` (a stopped data dir), the bodies are stored as they are checked, so the
+/// import reads each file once: the appends after name bodies already stored. If a later
+/// file fails, the bodies stored so far are orphans that no message names (harmless;
+/// `dovetail gc` drops them), and no message is written.
+fn validate(
+    folders: &mut [Folder],
+    limit: u64,
+    stage: Option<&Stager>,
+) -> Result<(), MaildirError> {
+    let check = |m: &mut MsgFile| -> Result<Vec<u8>, MaildirError> {
         let name = m.path.display().to_string();
         let ioe = |source| MaildirError::Io {
             path: name.clone(),
@@ -106,14 +115,47 @@ fn validate(folders: &mut [Folder], limit: u64) -> Result<(), MaildirError> {
         }
         let mut bytes = Vec::with_capacity(m.size as usize);
         std::io::Read::read_to_end(&mut f, &mut bytes).map_err(ioe)?;
-        Ok(check_message(&name, &bytes, limit)?)
+        check_message(&name, &bytes, limit)?;
+        Ok(bytes)
     };
     // Every file is checked (an error does not stop the others), so that the one
     // reported is the first in import order, which needs every file's time.
     let check_all = |part: &mut [&mut MsgFile]| -> Vec<(PathBuf, MaildirError)> {
-        part.iter_mut()
-            .filter_map(|m| check(m).err().map(|e| (m.path.clone(), e)))
-            .collect()
+        let mut errors = Vec::new();
+        let mut batch: Vec<(BlobId, Vec<u8>)> = Vec::new();
+        let mut bytes = 0;
+        let put = |batch: &mut Vec<(BlobId, Vec<u8>)>,
+                   at: &Path,
+                   errors: &mut Vec<(PathBuf, MaildirError)>| {
+            if let (Some(s), false) = (stage, batch.is_empty()) {
+                let items: Vec<(BlobId, &[u8])> =
+                    batch.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+                if let Err(e) = s.put(&items) {
+                    errors.push((at.to_path_buf(), e.into()));
+                }
+            }
+            batch.clear();
+        };
+        for m in part.iter_mut() {
+            match check(m) {
+                Ok(b) if stage.is_some() => {
+                    let id = BlobId::of(&b);
+                    m.blob = Some(id);
+                    bytes += b.len();
+                    batch.push((id, b));
+                    if bytes >= READ_CHUNK_BYTES {
+                        put(&mut batch, &m.path, &mut errors);
+                        bytes = 0;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => errors.push((m.path.clone(), e)),
+            }
+        }
+        if let Some(m) = part.last() {
+            put(&mut batch, &m.path, &mut errors);
+        }
+        errors
     };
     let mut all: Vec<&mut MsgFile> = folders.iter_mut().flat_map(|f| &mut f.messages).collect();
     let half = all.len() / 2;
@@ -193,7 +235,8 @@ pub fn import(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<ImportReport, MaildirError> {
     let mut folders = scan(root)?;
-    validate(&mut folders, opts.max_message_size)?;
+    let stager = target.stager();
+    validate(&mut folders, opts.max_message_size, stager.as_ref())?;
     let total: usize = folders.iter().map(|f| f.messages.len()).sum();
     let mut report = ImportReport::default();
     if !target.has_account(account)? {
@@ -221,45 +264,32 @@ pub fn import(
         for r in target.rows(account, &f.mailbox)? {
             *have.entry(r.blob).or_default() += 1;
         }
-        let (send, recv) = std::sync::mpsc::sync_channel(READ_AHEAD);
-        std::thread::scope(|s| -> Result<(), MaildirError> {
-            s.spawn(|| read_ahead(&f.messages, send));
-            // Owned here, so an error return hangs up and the reader stops instead of
-            // blocking the scope's join on a full channel.
-            let recv = recv;
-            let mut loaded = recv.iter().flatten();
-            let mut batch = Vec::new();
-            let mut bytes = 0;
+        if stager.is_some() {
+            // Every body was stored by `validate`: the appends name them, no file is read
+            // again.
+            let mut batch: Vec<StoredMessage> = Vec::new();
             for (i, m) in f.messages.iter().enumerate() {
-                // The reader sends every file in order unless this side hung up first.
-                let (b, id) = loaded.next().ok_or_else(|| MaildirError::Io {
+                let id = m.blob.ok_or_else(|| MaildirError::Io {
                     path: m.path.display().to_string(),
-                    source: std::io::Error::other("the reader thread stopped"),
-                })??;
+                    source: std::io::Error::other("its body was not stored"),
+                })?;
                 match have.get_mut(&id.to_hex()) {
                     Some(n) if *n > 0 => {
                         *n -= 1;
                         fr.skipped += 1;
                     }
-                    _ => {
-                        bytes += b.len();
-                        batch.push(NewMessage {
-                            name: m.path.display().to_string(),
-                            bytes: b,
-                            flags: m.flags.clone(),
-                            internal_date: m.mtime,
-                        });
-                    }
+                    _ => batch.push(StoredMessage {
+                        blob: id,
+                        size: m.size,
+                        flags: m.flags.clone(),
+                        internal_date: m.mtime,
+                    }),
                 }
                 let last = i + 1 == f.messages.len();
-                if batch.len() >= opts.batch_messages
-                    || bytes >= opts.batch_bytes
-                    || (last && !batch.is_empty())
-                {
+                if batch.len() >= opts.batch_messages || (last && !batch.is_empty()) {
                     // Durable when it returns: only then is it counted and reported.
-                    fr.imported +=
-                        target.append(account, &f.mailbox, std::mem::take(&mut batch), now)?;
-                    bytes = 0;
+                    fr.imported += target.append_stored(account, &f.mailbox, &batch, now)?;
+                    batch.clear();
                     progress(Progress {
                         mailbox: f.mailbox.as_str(),
                         done: done + i + 1,
@@ -267,8 +297,56 @@ pub fn import(
                     });
                 }
             }
-            Ok(())
-        })?;
+        } else {
+            let (send, recv) = std::sync::mpsc::sync_channel(READ_AHEAD);
+            std::thread::scope(|s| -> Result<(), MaildirError> {
+                s.spawn(|| read_ahead(&f.messages, send));
+                // Owned here, so an error return hangs up and the reader stops instead of
+                // blocking the scope's join on a full channel.
+                let recv = recv;
+                let mut loaded = recv.iter().flatten();
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                for (i, m) in f.messages.iter().enumerate() {
+                    // The reader sends every file in order unless this side hung up first.
+                    let (b, id) = loaded.next().ok_or_else(|| MaildirError::Io {
+                        path: m.path.display().to_string(),
+                        source: std::io::Error::other("the reader thread stopped"),
+                    })??;
+                    match have.get_mut(&id.to_hex()) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            fr.skipped += 1;
+                        }
+                        _ => {
+                            bytes += b.len();
+                            batch.push(NewMessage {
+                                name: m.path.display().to_string(),
+                                bytes: b,
+                                flags: m.flags.clone(),
+                                internal_date: m.mtime,
+                            });
+                        }
+                    }
+                    let last = i + 1 == f.messages.len();
+                    if batch.len() >= opts.batch_messages
+                        || bytes >= opts.batch_bytes
+                        || (last && !batch.is_empty())
+                    {
+                        // Durable when it returns: only then is it counted and reported.
+                        fr.imported +=
+                            target.append(account, &f.mailbox, std::mem::take(&mut batch), now)?;
+                        bytes = 0;
+                        progress(Progress {
+                            mailbox: f.mailbox.as_str(),
+                            done: done + i + 1,
+                            total,
+                        });
+                    }
+                }
+                Ok(())
+            })?;
+        }
         done += f.messages.len();
         report.imported += fr.imported;
         report.skipped += fr.skipped;

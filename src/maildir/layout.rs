@@ -21,6 +21,8 @@ pub struct MsgFile {
     /// ([`stat_and_order`]), not by the scan.
     pub mtime: i64,
     pub size: u64,
+    /// Its body's id, once an import's first pass stored the body.
+    pub blob: Option<crate::model::BlobId>,
 }
 
 /// Records the size and modification time of a message from its open file (one `fstat`
@@ -178,6 +180,7 @@ fn read_folder(mailbox: MailboxName, dir: &Path) -> Result<Folder, MaildirError>
                 uid,
                 mtime: 0,
                 size: 0,
+                blob: None,
             });
         }
     }

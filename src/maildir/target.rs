@@ -5,7 +5,7 @@
 use super::MaildirError;
 use crate::model::{AccountName, Flag, MailboxName, Uid};
 use crate::node::control::{self, ControlRequest, ControlResponse, FlaggedMessage};
-use crate::node::{NewMessage, Options, Replica};
+use crate::node::{NewMessage, Options, Replica, Stager, StoredMessage};
 use std::path::{Path, PathBuf};
 
 /// A visible message.
@@ -176,6 +176,30 @@ impl Target {
                     other => Err(remote(format!("unexpected answer {other:?}"))),
                 }
             }
+        }
+    }
+
+    /// Stores bodies ahead of their appends, for a stopped data dir (`None` for a running
+    /// node: its bodies travel with the appends).
+    pub fn stager(&self) -> Option<Stager> {
+        match self {
+            Target::Local(r) => Some(r.stager()),
+            Target::Running(_) => None,
+        }
+    }
+
+    /// Appends one batch of messages whose bodies [`Target::stager`] stored; returns once
+    /// it is durable.
+    pub fn append_stored(
+        &mut self,
+        a: &AccountName,
+        m: &MailboxName,
+        msgs: &[StoredMessage],
+        now: i64,
+    ) -> Result<usize, MaildirError> {
+        match self {
+            Target::Local(r) => Ok(r.append_stored(a, m, msgs, now)?.len()),
+            Target::Running(_) => Err(remote("a running node takes bodies with its appends")),
         }
     }
 

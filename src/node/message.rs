@@ -15,6 +15,17 @@ pub struct NewMessage {
     pub internal_date: i64,
 }
 
+/// A message whose body is already stored ([`crate::node::Replica::stager`]): what an
+/// import appends after its first pass read, checked and stored every file.
+#[derive(Clone, Debug)]
+pub struct StoredMessage {
+    pub blob: crate::model::BlobId,
+    pub size: u64,
+    pub flags: FlagSet,
+    /// Internal date, seconds since the epoch.
+    pub internal_date: i64,
+}
+
 /// Rejects what is not a mail message: empty input, more than `limit` bytes, or no header
 /// block (the first line must be a header field, and every line up to the first empty line
 /// a header field or its continuation).

@@ -23,11 +23,11 @@ mod writer;
 
 pub use actor::{ActorStopped, ReplicaHandle};
 pub use filter::AccountFilter;
-pub use message::{check_message, NewMessage};
+pub use message::{check_message, NewMessage, StoredMessage};
 pub use metrics::Metrics;
 pub use netx::{doc_account, FromPeer, Generated, Received};
 pub use offline::{sync_pair, SyncReport};
-pub use ops::{FlagOp, MailboxStatus};
+pub use ops::{FlagOp, MailboxStatus, Stager};
 pub use replica::{MailboxEvent, Options, Replica, DEFAULT_MEMORY_BUDGET};
 pub use users::UserChange;
 

@@ -1,7 +1,7 @@
 //! The local operations on accounts, mailboxes and messages. Each validates everything
 //! first, then writes in one transaction that is flushed before it returns.
 
-use super::message::{check_message, NewMessage};
+use super::message::{check_message, NewMessage, StoredMessage};
 use super::replica::{account_doc, LocalChange, Replica};
 use super::NodeError;
 use crate::crdt::account::Account;
@@ -13,6 +13,18 @@ use crate::model::{
 use crate::store::tables;
 use crate::store::Tx;
 use std::collections::BTreeMap;
+
+/// Stores bodies ahead of their appends ([`Replica::stager`]); usable from several threads.
+#[derive(Clone)]
+pub struct Stager(std::sync::Arc<dyn crate::store::Kv>);
+
+impl Stager {
+    /// Stores bodies whose ids are their sha256 (one pack write for the lot).
+    pub fn put(&self, bodies: &[(BlobId, &[u8])]) -> Result<(), NodeError> {
+        let raw: Vec<([u8; 32], &[u8])> = bodies.iter().map(|(id, b)| (id.0, *b)).collect();
+        Ok(self.0.blob_put_many(&raw)?)
+    }
+}
 
 /// An append of at least this many messages, or bytes, writes its bodies on a second
 /// thread (below it, starting the thread costs more than it saves).
@@ -261,6 +273,51 @@ impl Replica {
                 r.store_blobs(&blobs)?;
                 r.add_messages(tx, a, &e.id, name, &mut meta, &items, now)?
             };
+            tx.put_mailbox_meta(&e.id, &meta);
+            Ok(out)
+        })
+        .inspect(|out| {
+            if let Some(m) = &self.opts.metrics {
+                m.appends.inc_by(out.len() as u64);
+            }
+        })
+    }
+
+    /// Something that stores bodies from any thread, ahead of the appends that will name
+    /// them ([`Replica::append_stored`]): not durable until the next write's flush, which
+    /// makes the packs durable before the batch; a body no append names stays an orphan
+    /// (harmless, and `gc` drops it).
+    pub fn stager(&self) -> Stager {
+        Stager(std::sync::Arc::clone(&self.kv))
+    }
+
+    /// Appends messages whose bodies were stored by [`Replica::stager`] (each checked to
+    /// be there: a row never names a missing body). Like [`Replica::append`] otherwise.
+    pub fn append_stored(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+        msgs: &[StoredMessage],
+        now: i64,
+    ) -> Result<Vec<(Uid, Guid)>, NodeError> {
+        for m in msgs {
+            if !self.kv.blob_has(m.blob.as_bytes())? {
+                return Err(NodeError::Io(format!("body {} was not stored", m.blob)));
+            }
+        }
+        self.write(|r, tx| {
+            let e = r.find(tx, a, name)?;
+            let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
+            let items: Vec<NewRecord> = msgs
+                .iter()
+                .map(|m| NewRecord {
+                    blob: m.blob,
+                    size: m.size,
+                    internal_date: m.internal_date,
+                    flags: &m.flags,
+                })
+                .collect();
+            let out = r.add_messages(tx, a, &e.id, name, &mut meta, &items, now)?;
             tx.put_mailbox_meta(&e.id, &meta);
             Ok(out)
         })
