@@ -53,15 +53,7 @@ alice Work 1952087 2 1 1 87db8226444c871e9b8edd71ec741ea3
 #[test]
 fn a_format_1_data_dir_opens_shows_the_same_and_syncs() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1.tar.gz");
-    let st = Command::new("tar")
-        .arg("xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(tmp.path())
-        .status()
-        .expect("tar");
-    assert!(st.success());
+    untar("format1.tar.gz", tmp.path());
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     for d in [&a, &b] {
         // The first open upgrades (and says so on stderr); later ones are quiet.
@@ -74,33 +66,8 @@ fn a_format_1_data_dir_opens_shows_the_same_and_syncs() {
         assert_eq!(out, OLD_STATUS);
     }
     // The bodies moved from sled's tree into pack files: each reads back intact.
-    for line in OLD_LIST.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let (uid, blob) = (f[0], f[f.len() - 1]);
-        let out = Command::new(env!("CARGO_BIN_EXE_dovetail"))
-            .arg("--data-dir")
-            .arg(&a)
-            .args([
-                "fetch",
-                "--account",
-                "alice",
-                "--mailbox",
-                "INBOX",
-                "--uid",
-                uid,
-            ])
-            .output()
-            .expect("fetch");
-        assert!(out.status.success(), "{out:?}");
-        assert_eq!(hex::encode(Sha256::digest(&out.stdout)), blob);
-    }
-    let diff = Command::new(env!("CARGO_BIN_EXE_dovetail"))
-        .arg("diff")
-        .arg(&a)
-        .arg(&b)
-        .output()
-        .expect("diff");
-    assert!(diff.status.success(), "{diff:?}");
+    bodies_read_back(&a, "INBOX", OLD_LIST);
+    both(&["diff"], &a, &b);
     // They go on: new writes on both sides (a flag change on an old message included), a
     // sync, and both show the same, with the new messages above the old UIDNEXT.
     let m6 = tmp.path().join("m6.eml");
@@ -131,13 +98,7 @@ fn a_format_1_data_dir_opens_shows_the_same_and_syncs() {
         ],
     );
     ok(&b, &["mailbox", "create", "--account", "alice", "New"]);
-    let sync = Command::new(env!("CARGO_BIN_EXE_dovetail"))
-        .arg("sync")
-        .arg(&a)
-        .arg(&b)
-        .output()
-        .expect("sync");
-    assert!(sync.status.success(), "{sync:?}");
+    both(&["sync"], &a, &b);
     let la = ok(&a, &["list", "--account", "alice", "--mailbox", "INBOX"]);
     let lb = ok(&b, &["list", "--account", "alice", "--mailbox", "INBOX"]);
     assert_eq!(la, lb);
@@ -148,6 +109,17 @@ fn a_format_1_data_dir_opens_shows_the_same_and_syncs() {
     );
     assert_eq!(ok(&a, &["status"]), ok(&b, &["status"]));
     assert!(ok(&a, &["status"]).contains("alice New "));
+}
+
+/// `dovetail ARGS A B` (a two-dir command: `sync`, `diff`) succeeds.
+fn both(args: &[&str], a: &Path, b: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dovetail"))
+        .args(args)
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("run dovetail");
+    assert!(out.status.success(), "{args:?}: {out:?}");
 }
 
 fn untar(fixture: &str, into: &Path) {
@@ -222,13 +194,7 @@ fn a_format_4_data_dir_moves_its_body_index_and_syncs() {
     bodies_read_back(&a, "INBOX", F4_LIST_A);
     bodies_read_back(&a, "Work", F4_WORK);
     // `b` upgrades on the sync's open; the message only `a` had arrives with its body.
-    let sync = Command::new(env!("CARGO_BIN_EXE_dovetail"))
-        .arg("sync")
-        .arg(&a)
-        .arg(&b)
-        .output()
-        .expect("sync");
-    assert!(sync.status.success(), "{sync:?}");
+    both(&["sync"], &a, &b);
     let lb = ok(&b, &["list", "--account", "alice", "--mailbox", "INBOX"]);
     assert_eq!(lb, F4_LIST_A);
     bodies_read_back(&b, "INBOX", &lb);
@@ -255,13 +221,7 @@ fn a_format_4_data_dir_moves_its_body_index_and_syncs() {
         let gc = ok(d, &["gc"]);
         assert!(gc.contains("dropped 0;"), "{gc}");
     }
-    let diff = Command::new(env!("CARGO_BIN_EXE_dovetail"))
-        .arg("diff")
-        .arg(&a)
-        .arg(&b)
-        .output()
-        .expect("diff");
-    assert!(diff.status.success(), "{diff:?}");
+    both(&["diff"], &a, &b);
     let la = ok(&a, &["list", "--account", "alice", "--mailbox", "INBOX"]);
     assert_eq!(la.lines().count(), 4);
     bodies_read_back(&a, "INBOX", &la);
