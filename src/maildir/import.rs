@@ -225,6 +225,18 @@ fn read_ahead(msgs: &[MsgFile], out: std::sync::mpsc::SyncSender<Loaded>) {
     }
 }
 
+/// Whether a message with body `id` is already in the mailbox (`have`: its rows' bodies,
+/// counted), using one up: a body twice in the tree and once in the mailbox is imported once.
+fn already_there(have: &mut HashMap<String, usize>, id: &BlobId) -> bool {
+    match have.get_mut(&id.to_hex()) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Imports the tree at `root` into `account` (created if new, with the missing mailboxes).
 pub fn import(
     target: &mut Target,
@@ -273,17 +285,15 @@ pub fn import(
                     path: m.path.display().to_string(),
                     source: std::io::Error::other("its body was not stored"),
                 })?;
-                match have.get_mut(&id.to_hex()) {
-                    Some(n) if *n > 0 => {
-                        *n -= 1;
-                        fr.skipped += 1;
-                    }
-                    _ => batch.push(StoredMessage {
+                if already_there(&mut have, &id) {
+                    fr.skipped += 1;
+                } else {
+                    batch.push(StoredMessage {
                         blob: id,
                         size: m.size,
                         flags: m.flags.clone(),
                         internal_date: m.mtime,
-                    }),
+                    });
                 }
                 let last = i + 1 == f.messages.len();
                 if batch.len() >= opts.batch_messages || (last && !batch.is_empty()) {
@@ -313,20 +323,16 @@ pub fn import(
                         path: m.path.display().to_string(),
                         source: std::io::Error::other("the reader thread stopped"),
                     })??;
-                    match have.get_mut(&id.to_hex()) {
-                        Some(n) if *n > 0 => {
-                            *n -= 1;
-                            fr.skipped += 1;
-                        }
-                        _ => {
-                            bytes += b.len();
-                            batch.push(NewMessage {
-                                name: m.path.display().to_string(),
-                                bytes: b,
-                                flags: m.flags.clone(),
-                                internal_date: m.mtime,
-                            });
-                        }
+                    if already_there(&mut have, &id) {
+                        fr.skipped += 1;
+                    } else {
+                        bytes += b.len();
+                        batch.push(NewMessage {
+                            name: m.path.display().to_string(),
+                            bytes: b,
+                            flags: m.flags.clone(),
+                            internal_date: m.mtime,
+                        });
                     }
                     let last = i + 1 == f.messages.len();
                     if batch.len() >= opts.batch_messages

@@ -232,46 +232,67 @@ impl Replica {
         for m in &msgs {
             check_message(&m.name, &m.bytes, self.opts.max_message_size)?;
         }
+        let ids: Vec<BlobId> = msgs.iter().map(|m| BlobId::of(&m.bytes)).collect();
+        // One pack write and one index batch for the whole batch, not one per body.
+        let blobs: Vec<(BlobId, &[u8])> = ids
+            .iter()
+            .zip(&msgs)
+            .map(|(b, m)| (*b, m.bytes.as_slice()))
+            .collect();
+        let items: Vec<NewRecord> = ids
+            .iter()
+            .zip(&msgs)
+            .map(|(blob, m)| NewRecord {
+                blob: *blob,
+                size: m.bytes.len() as u64,
+                internal_date: m.internal_date,
+                flags: &m.flags,
+            })
+            .collect();
+        self.append_records(a, name, &items, Some(&blobs), now)
+    }
+
+    /// Adds the messages `items` to a mailbox in one write, storing their bodies first
+    /// when `bodies` are given (else they are stored already).
+    fn append_records(
+        &mut self,
+        a: &AccountName,
+        name: &MailboxName,
+        items: &[NewRecord<'_>],
+        bodies: Option<&[(BlobId, &[u8])]>,
+        now: i64,
+    ) -> Result<Vec<(Uid, Guid)>, NodeError> {
         self.write(|r, tx| {
             let e = r.find(tx, a, name)?;
             let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
-            let ids: Vec<BlobId> = msgs.iter().map(|m| BlobId::of(&m.bytes)).collect();
-            // One pack write and one index batch for the whole batch, not one per body.
-            let blobs: Vec<(BlobId, &[u8])> = ids
-                .iter()
-                .zip(&msgs)
-                .map(|(b, m)| (*b, m.bytes.as_slice()))
-                .collect();
-            let mut items = Vec::with_capacity(msgs.len());
-            for (blob, m) in ids.iter().zip(&msgs) {
-                items.push(NewRecord {
-                    blob: *blob,
-                    size: m.bytes.len() as u64,
-                    internal_date: m.internal_date,
-                    flags: &m.flags,
-                });
-            }
-            // A large batch writes its bodies on a second thread while this one builds the
-            // change and the view records: the two are independent until the commit, which
-            // waits for both (bodies before the batch that names them still holds).
-            let bytes: usize = msgs.iter().map(|m| m.bytes.len()).sum();
-            let out = if msgs.len() >= PARALLEL_BODIES_MIN || bytes >= PARALLEL_BYTES_MIN {
-                let kv = std::sync::Arc::clone(&r.kv);
-                let raw: Vec<([u8; 32], &[u8])> = blobs.iter().map(|(id, b)| (id.0, *b)).collect();
-                let (stored, out) = std::thread::scope(|s| {
-                    let put = s.spawn(move || kv.blob_put_many(&raw));
-                    let out = r.add_messages(tx, a, &e.id, name, &mut meta, &items, now);
-                    (
-                        put.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                        out,
-                    )
-                });
-                stored?;
-                r.blobs_stored(&blobs);
-                out?
-            } else {
-                r.store_blobs(&blobs)?;
-                r.add_messages(tx, a, &e.id, name, &mut meta, &items, now)?
+            let bytes: usize = bodies.map_or(0, |b| b.iter().map(|(_, b)| b.len()).sum());
+            let out = match bodies {
+                None => r.add_messages(tx, a, &e.id, name, &mut meta, items, now)?,
+                // A large batch writes its bodies on a second thread while this one builds
+                // the change and the view records: the two are independent until the
+                // commit, which waits for both (bodies before the batch that names them).
+                Some(blobs)
+                    if blobs.len() >= PARALLEL_BODIES_MIN || bytes >= PARALLEL_BYTES_MIN =>
+                {
+                    let kv = std::sync::Arc::clone(&r.kv);
+                    let raw: Vec<([u8; 32], &[u8])> =
+                        blobs.iter().map(|(id, b)| (id.0, *b)).collect();
+                    let (stored, out) = std::thread::scope(|s| {
+                        let put = s.spawn(move || kv.blob_put_many(&raw));
+                        let out = r.add_messages(tx, a, &e.id, name, &mut meta, items, now);
+                        (
+                            put.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                            out,
+                        )
+                    });
+                    stored?;
+                    r.blobs_stored(blobs);
+                    out?
+                }
+                Some(blobs) => {
+                    r.store_blobs(blobs)?;
+                    r.add_messages(tx, a, &e.id, name, &mut meta, items, now)?
+                }
             };
             tx.put_mailbox_meta(&e.id, &meta);
             Ok(out)
@@ -305,27 +326,16 @@ impl Replica {
                 return Err(NodeError::Io(format!("body {} was not stored", m.blob)));
             }
         }
-        self.write(|r, tx| {
-            let e = r.find(tx, a, name)?;
-            let mut meta = tx.mailbox_meta(&e.id)?.unwrap_or_else(MailboxMeta::new);
-            let items: Vec<NewRecord> = msgs
-                .iter()
-                .map(|m| NewRecord {
-                    blob: m.blob,
-                    size: m.size,
-                    internal_date: m.internal_date,
-                    flags: &m.flags,
-                })
-                .collect();
-            let out = r.add_messages(tx, a, &e.id, name, &mut meta, &items, now)?;
-            tx.put_mailbox_meta(&e.id, &meta);
-            Ok(out)
-        })
-        .inspect(|out| {
-            if let Some(m) = &self.opts.metrics {
-                m.appends.inc_by(out.len() as u64);
-            }
-        })
+        let items: Vec<NewRecord> = msgs
+            .iter()
+            .map(|m| NewRecord {
+                blob: m.blob,
+                size: m.size,
+                internal_date: m.internal_date,
+                flags: &m.flags,
+            })
+            .collect();
+        self.append_records(a, name, &items, None, now)
     }
 
     /// Changes flags of the messages in `set`. Returns (UID, new flags) per message.

@@ -56,29 +56,6 @@ pub struct Blobs {
     loading: Mutex<()>,
 }
 
-/// Pack numbers, from the names `pack-<n>` (and, with `idx`, `pack-<n>.idx`) in `dir`.
-fn numbered(dir: &Path, idx: bool) -> Result<Vec<u32>, StoreError> {
-    let mut out = Vec::new();
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io(dir, e)),
-    };
-    for e in rd {
-        let e = e.map_err(|e| io(dir, e))?;
-        let name = e.file_name();
-        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("pack-")) else {
-            continue;
-        };
-        let n = if idx { n.strip_suffix(".idx") } else { Some(n) };
-        if let Some(n) = n.and_then(|n| n.parse::<u32>().ok()) {
-            out.push(n);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
 /// The records of an index file, up to the first torn one (the file is cut there, so
 /// records appended later are read).
 fn read_index(dir: &Path, pack: u32) -> Result<Vec<Rec>, StoreError> {
@@ -155,8 +132,8 @@ impl Loaded {
     /// Loads the index of every pack, finding what the index files lack in the packs.
     fn load(dir: &Path) -> Result<Loaded, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let packs = numbered(dir, false)?;
-        for n in numbered(dir, true)? {
+        let packs = Packs::numbers(dir, "")?;
+        for n in Packs::numbers(dir, ".idx")? {
             if packs.binary_search(&n).is_err() {
                 let p = idx_path(dir, n);
                 std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
@@ -235,7 +212,7 @@ impl Loaded {
             packs,
             state: Mutex::new(State { keys, pending }),
         };
-        l.sync_locked(&mut l.lock())?;
+        l.sync_locked(&mut l.lock(), false)?;
         Ok(l)
     }
 
@@ -243,12 +220,24 @@ impl Loaded {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes the packs durable, then appends the index records of what they gained.
-    fn sync_locked(&self, st: &mut State) -> Result<(), StoreError> {
+    /// Makes the packs durable, then appends the index records of what they gained (the
+    /// index files fsynced too with `durable`: before a pack they replace is deleted).
+    fn sync_locked(&self, st: &mut State, durable: bool) -> Result<(), StoreError> {
         self.packs.sync()?;
         for (pack, recs) in std::mem::take(&mut st.pending) {
-            append_index(self.packs.dir(), pack, &recs, false)?;
+            append_index(self.packs.dir(), pack, &recs, durable)?;
         }
+        Ok(())
+    }
+
+    /// Records that `id` was just appended at `loc`: in the keydir now, in the index at
+    /// the next sync.
+    fn stored(&self, st: &mut State, id: &[u8; 32], loc: Loc) -> Result<(), StoreError> {
+        st.keys.insert(id, loc, &|l| self.packs.read_id(l))?;
+        st.pending
+            .entry(loc.pack)
+            .or_default()
+            .extend_from_slice(&Rec::Body(*id, loc).encode(loc.pack));
         Ok(())
     }
 }
@@ -324,11 +313,7 @@ impl Blobs {
         }
         let locs = l.packs.append_many(&new)?;
         for ((id, _), loc) in new.iter().zip(&locs) {
-            st.keys.insert(id, *loc, &id_at)?;
-            st.pending
-                .entry(loc.pack)
-                .or_default()
-                .extend_from_slice(&Rec::Body(**id, *loc).encode(loc.pack));
+            l.stored(&mut st, id, *loc)?;
         }
         Ok(())
     }
@@ -336,7 +321,7 @@ impl Blobs {
     /// Makes every stored body durable (and indexes it).
     pub fn sync(&self) -> Result<(), StoreError> {
         match self.loaded.get() {
-            Some(l) => l.sync_locked(&mut l.lock()),
+            Some(l) => l.sync_locked(&mut l.lock(), false),
             None => Ok(()),
         }
     }
@@ -370,7 +355,7 @@ impl Blobs {
     pub fn gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<GcStats, StoreError> {
         let l = self.loaded()?;
         let mut st = l.lock();
-        l.sync_locked(&mut st)?;
+        l.sync_locked(&mut st, false)?;
         let mut stats = GcStats::default();
         // Sweep the index files (they name every body, with its id), counting the live
         // bytes of every pack and remembering where its live bodies are.
@@ -421,21 +406,13 @@ impl Blobs {
                 continue;
             }
             if live > 0 {
-                let id_at = |loc: Loc| l.packs.read_id(loc);
                 for (id, loc) in live_in.remove(&pack).unwrap_or_default() {
                     if let Some(bytes) = l.packs.read(&id, loc)? {
                         let new = l.packs.append(&id, &bytes)?;
-                        st.keys.insert(&id, new, &id_at)?;
-                        st.pending
-                            .entry(new.pack)
-                            .or_default()
-                            .extend_from_slice(&Rec::Body(id, new).encode(new.pack));
+                        l.stored(&mut st, &id, new)?;
                     }
                 }
-                l.packs.sync()?;
-                for (p, recs) in std::mem::take(&mut st.pending) {
-                    append_index(&self.dir, p, &recs, true)?;
-                }
+                l.sync_locked(&mut st, true)?;
                 stats.packs_rewritten += 1;
             } else {
                 stats.packs_deleted += 1;
@@ -464,7 +441,7 @@ impl Blobs {
         for (id, loc) in entries {
             per_pack.entry(loc.pack).or_default().push((id, loc));
         }
-        for n in numbered(&self.dir, true)? {
+        for n in Packs::numbers(&self.dir, ".idx")? {
             let p = idx_path(&self.dir, n);
             std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
         }

@@ -80,18 +80,7 @@ impl Packs {
     /// Opens (creating) `dir` and the newest pack for appending.
     pub fn open(dir: &Path) -> Result<Packs, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let mut newest = 0u32;
-        for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-            let e = e.map_err(|e| io(dir, e))?;
-            if let Some(n) = e
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("pack-"))
-                .and_then(|n| n.parse::<u32>().ok())
-            {
-                newest = newest.max(n);
-            }
-        }
+        let newest = Self::numbers(dir, "")?.last().copied().unwrap_or(0);
         let writer = Self::open_writer(dir, newest)?;
         Ok(Packs {
             dir: dir.to_path_buf(),
@@ -257,19 +246,38 @@ impl Packs {
 
     /// Every pack file with its size.
     pub fn list(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        Self::numbers(&self.dir, "")?
+            .into_iter()
+            .map(|n| {
+                let path = Self::path(&self.dir, n);
+                let len = std::fs::metadata(&path).map_err(|e| io(&path, e))?.len();
+                Ok((n, len))
+            })
+            .collect()
+    }
+
+    /// The numbers of the files `pack-<n><suffix>` in `dir` (`""`: the packs, `".idx"`:
+    /// their index files), in order; none if `dir` does not exist.
+    pub(super) fn numbers(dir: &Path, suffix: &str) -> Result<Vec<u32>, StoreError> {
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
-            let e = e.map_err(|e| io(&self.dir, e))?;
-            if let Some(n) = e
-                .file_name()
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io(dir, e)),
+        };
+        for e in rd {
+            let e = e.map_err(|e| io(dir, e))?;
+            let name = e.file_name();
+            if let Some(n) = name
                 .to_str()
                 .and_then(|n| n.strip_prefix("pack-"))
+                .and_then(|n| n.strip_suffix(suffix))
                 .and_then(|n| n.parse::<u32>().ok())
             {
-                out.push((n, e.metadata().map_err(|e| io(&self.dir, e))?.len()));
+                out.push(n);
             }
         }
-        out.sort();
+        out.sort_unstable();
         Ok(out)
     }
 

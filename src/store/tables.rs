@@ -425,16 +425,10 @@ impl ViewTx<'_, '_> {
         }
         Ok(self.tx.msgs.get_mut(&k).expect("inserted above"))
     }
-    /// The record of a message.
-    pub fn msg_rec(&self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
-        let w = msg_window(guid);
-        match self.tx.msgs.get(&(self.mb, w)) {
-            Some((b, _)) => Ok(b.get(guid).cloned()),
-            None => Ok(self
-                .tx
-                .get_block::<Guid, MsgRec>(&key_msg_block(&self.mb, w))?
-                .remove(guid)),
-        }
+    /// The record of a message, through the transaction's block cache (a flag change of
+    /// many messages decodes each block once, not once per message).
+    pub fn msg_rec(&mut self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
+        Ok(self.msg_block(guid)?.0.get(guid).cloned())
     }
 }
 
@@ -442,7 +436,7 @@ impl ViewTables for ViewTx<'_, '_> {
     type Error = StoreError;
 
     fn msg(&mut self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
-        Ok(self.msg_block(guid)?.0.get(guid).cloned())
+        self.msg_rec(guid)
     }
     fn put_msg(&mut self, guid: &Guid, rec: &MsgRec) {
         // The engine reads a message's record before it writes it, so the block is cached.
