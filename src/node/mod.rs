@@ -4,6 +4,7 @@
 
 mod actor;
 pub mod control;
+mod copier;
 pub mod daemon;
 mod fetch;
 mod filter;

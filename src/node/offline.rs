@@ -2,9 +2,11 @@
 //! sessions and causal delivery that the network uses: only documents whose heads differ are
 //! synced, and only blobs the receiving side lacks are copied.
 
+use super::copier::{copy_batches, Copied, Copier, Way};
 use super::{NodeError, Replica};
 use crate::model::BlobId;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What an offline sync did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -25,6 +27,9 @@ pub struct SyncReport {
 }
 
 /// Syncs `a` and `b` both ways until both hold the same documents and nothing is homeless.
+///
+/// Bodies are copied by a second thread ([`Copier`]) while the documents after the one that
+/// named them are synced, and what a finished copy completes is delivered between documents.
 pub fn sync_pair(a: &mut Replica, b: &mut Replica, now: i64) -> Result<SyncReport, NodeError> {
     let mut rep = SyncReport::default();
     if a.node_id() == b.node_id() {
@@ -40,31 +45,45 @@ pub fn sync_pair(a: &mut Replica, b: &mut Replica, now: i64) -> Result<SyncRepor
     copy_blobs(a, b, &missing, now, &mut rep)?;
     let missing = a.deliver_all(now)?;
     copy_blobs(b, a, &missing, now, &mut rep)?;
-    for _ in 0..16 {
-        rep.rounds += 1;
-        let ha: BTreeMap<String, Vec<[u8; 32]>> = a.doc_heads()?.into_iter().collect();
-        let hb: BTreeMap<String, Vec<[u8; 32]>> = b.doc_heads()?.into_iter().collect();
-        let mut ids: Vec<&String> = ha.keys().chain(hb.keys()).collect();
-        ids.sort();
-        ids.dedup();
-        // Account documents first, so mailboxes are known before their messages.
-        ids.sort_by_key(|id| !id.starts_with("acct/"));
-        for id in ids {
-            if ha.get(id) == hb.get(id) {
-                continue;
+    let (ka, kb) = (Arc::clone(&a.kv), Arc::clone(&b.kv));
+    std::thread::scope(|scope| {
+        let mut copier = Copier::start(scope, ka, kb);
+        for _ in 0..16 {
+            rep.rounds += 1;
+            let ha: BTreeMap<String, Vec<[u8; 32]>> = a.doc_heads()?.into_iter().collect();
+            let hb: BTreeMap<String, Vec<[u8; 32]>> = b.doc_heads()?.into_iter().collect();
+            let mut ids: Vec<&String> = ha.keys().chain(hb.keys()).collect();
+            ids.sort();
+            ids.dedup();
+            // Account documents first, so mailboxes are known before their messages.
+            ids.sort_by_key(|id| !id.starts_with("acct/"));
+            for id in ids {
+                if ha.get(id) == hb.get(id) {
+                    continue;
+                }
+                rep.docs_synced += 1;
+                sync_doc(a, b, id, now, &mut copier, &mut rep)?;
+                let copied = copier.take(false)?;
+                take_copied(a, b, copied, now, &mut rep)?;
             }
-            rep.docs_synced += 1;
-            sync_doc(a, b, id, now, &mut rep)?;
+            // Every copy done and delivered; then what still lacks a body (a body two
+            // documents share, stored while the second was received) the slow way.
+            let copied = copier.take(true)?;
+            take_copied(a, b, copied, now, &mut rep)?;
+            let missing = b.deliver_all(now)?;
+            copy_blobs(a, b, &missing, now, &mut rep)?;
+            let missing = a.deliver_all(now)?;
+            copy_blobs(b, a, &missing, now, &mut rep)?;
+            let n = a.renumber_after(now, 0)? + b.renumber_after(now, 0)?;
+            rep.renumbered += n;
+            // Open documents stay cached (the replica keeps a bounded LRU): the next round
+            // syncs the same segments again, and reloading one costs far more than keeping it.
+            if n == 0 {
+                break;
+            }
         }
-        let n = a.renumber_after(now, 0)? + b.renumber_after(now, 0)?;
-        rep.renumbered += n;
-        // Open documents stay cached (the replica keeps a bounded LRU): the next round
-        // syncs the same segments again, and reloading one costs far more than keeping it.
-        if n == 0 {
-            break;
-        }
-    }
-    Ok(rep)
+        Ok(rep)
+    })
 }
 
 fn sync_doc(
@@ -72,6 +91,7 @@ fn sync_doc(
     b: &mut Replica,
     id: &str,
     now: i64,
+    copier: &mut Copier,
     rep: &mut SyncReport,
 ) -> Result<(), NodeError> {
     let (ida, idb) = (a.node_id(), b.node_id());
@@ -81,15 +101,13 @@ fn sync_doc(
             quiet = false;
             rep.messages += 1;
             rep.sync_bytes += m.len() as u64;
-            let missing = b.sync_receive(&ida, id, &m, now)?;
-            copy_blobs(a, b, &missing, now, rep)?;
+            copier.send(Way::AtoB, b.sync_receive(&ida, id, &m, now)?);
         }
         if let Some(m) = b.sync_generate(&ida, id)? {
             quiet = false;
             rep.messages += 1;
             rep.sync_bytes += m.len() as u64;
-            let missing = a.sync_receive(&idb, id, &m, now)?;
-            copy_blobs(b, a, &missing, now, rep)?;
+            copier.send(Way::BtoA, a.sync_receive(&idb, id, &m, now)?);
         }
         if quiet {
             return Ok(());
@@ -98,27 +116,40 @@ fn sync_doc(
     Err(NodeError::Io(format!("sync of {id} did not settle")))
 }
 
-/// Bytes of blobs read before they are stored in one pack write.
-const COPY_BATCH_BYTES: usize = 8 * 1024 * 1024;
-
-/// Stores (and empties) a batch of blobs read from the other dir (read checked against
-/// their ids); whether any was stored.
-fn store_batch(
-    to: &mut Replica,
-    batch: &mut Vec<(BlobId, Vec<u8>)>,
+/// Tells each replica the bodies the copier stored for it, and delivers what they complete.
+fn take_copied(
+    a: &mut Replica,
+    b: &mut Replica,
+    copied: Vec<Copied>,
+    now: i64,
     rep: &mut SyncReport,
-) -> Result<bool, NodeError> {
-    let items: Vec<(BlobId, &[u8])> = batch.iter().map(|(id, b)| (*id, b.as_slice())).collect();
-    to.store_blobs(&items)?;
-    rep.blobs += items.len();
-    rep.blob_bytes += items.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-    let any = !items.is_empty();
-    batch.clear();
-    Ok(any)
+) -> Result<(), NodeError> {
+    let (mut to_a, mut to_b) = (false, false);
+    for c in copied {
+        rep.blobs += c.ids.len();
+        rep.blob_bytes += c.bytes;
+        match c.way {
+            Way::AtoB => {
+                b.blobs_stored(&c.ids);
+                to_b = true;
+            }
+            Way::BtoA => {
+                a.blobs_stored(&c.ids);
+                to_a = true;
+            }
+        }
+    }
+    if to_b {
+        b.deliver_all(now)?;
+    }
+    if to_a {
+        a.deliver_all(now)?;
+    }
+    Ok(())
 }
 
-/// Copies blobs `to` lacks from `from`, then lets `to` apply what waited for them; again
-/// while that reveals more blobs `from` can give.
+/// Copies blobs `to` lacks from `from` on this thread, then lets `to` apply what waited for
+/// them; again while that reveals more blobs `from` can give.
 fn copy_blobs(
     from: &Replica,
     to: &mut Replica,
@@ -127,33 +158,20 @@ fn copy_blobs(
     rep: &mut SyncReport,
 ) -> Result<(), NodeError> {
     let mut missing = missing.to_vec();
+    let to_kv = Arc::clone(&to.kv);
     while !missing.is_empty() {
         let mut copied = false;
-        // Read in the order they lie in `from`'s packs, in batches of up to 8 MiB, each
-        // stored with one pack write.
-        let ids: Vec<[u8; 32]> = missing.iter().map(|b| b.0).collect();
-        let mut batch: Vec<(BlobId, Vec<u8>)> = Vec::new();
-        let mut bytes = 0;
-        let mut failed = None;
-        from.kv.blob_get_many(&ids, &mut |id, b| {
-            bytes += b.len();
-            batch.push((BlobId(*id), b));
-            if bytes >= COPY_BATCH_BYTES {
-                bytes = 0;
-                match store_batch(to, &mut batch, rep) {
-                    Ok(any) => copied |= any,
-                    Err(e) => {
-                        failed = Some(e);
-                        return false;
-                    }
-                }
-            }
-            true
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        copied |= store_batch(to, &mut batch, rep)?;
+        copy_batches(
+            from.kv.as_ref(),
+            to_kv.as_ref(),
+            &missing,
+            &mut |ids, bytes| {
+                rep.blobs += ids.len();
+                rep.blob_bytes += bytes;
+                to.blobs_stored(&ids);
+                copied = true;
+            },
+        )?;
         let still = to.deliver_all(now)?;
         if !copied || still == missing {
             break;
@@ -201,5 +219,52 @@ mod tests {
         let (sa, sb) = (a.status(&a_name).expect("a"), b.status(&a_name).expect("b"));
         assert_eq!(sa[0].messages, 12);
         assert_eq!(sa, sb);
+    }
+    /// Bodies shared by messages of two mailboxes (a copy), synced between two data dirs
+    /// on disk: each body is copied once, and every message of both mailboxes reads back
+    /// on the receiving side.
+    #[test]
+    fn shared_bodies_are_copied_once_and_every_message_reads_back() {
+        let (da, db) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
+        );
+        Replica::init(da.path()).expect("init a");
+        Replica::init(db.path()).expect("init b");
+        let mut a = Replica::open(da.path(), Options::default()).expect("open a");
+        let mut b = Replica::open(db.path(), Options::default()).expect("open b");
+        let a_name = AccountName::try_from("alice").expect("account");
+        let (inbox, work) = (
+            MailboxName::inbox(),
+            MailboxName::try_from("Work").expect("name"),
+        );
+        a.create_account(&a_name).expect("account");
+        a.create_mailbox(&a_name, &work).expect("mailbox");
+        for batch in 0..4 {
+            let msgs = (0..300)
+                .map(|i| NewMessage {
+                    name: format!("m{batch}-{i}"),
+                    bytes: format!("Subject: {batch}-{i}\r\n\r\n{}\r\n", "y".repeat(4000))
+                        .into_bytes(),
+                    flags: FlagSet::new(),
+                    internal_date: 0,
+                })
+                .collect();
+            a.append(&a_name, &inbox, msgs, 0).expect("append");
+        }
+        let all = crate::model::UidSet::try_from("1:*").expect("set");
+        a.copy(&a_name, &inbox, &all, &work, false, 0)
+            .expect("copy");
+        let rep = sync_pair(&mut a, &mut b, 0).expect("sync");
+        assert_eq!(rep.blobs, 1200, "{rep:?}");
+        assert_eq!(a.status(&a_name).expect("a"), b.status(&a_name).expect("b"));
+        for name in [&inbox, &work] {
+            let rows = b.list(&a_name, name).expect("list");
+            assert_eq!(rows.len(), 1200);
+            for (_, r) in rows {
+                let body = b.blob(&r.blob).expect("read").expect("body there");
+                assert_eq!(crate::model::BlobId::of(&body), r.blob);
+            }
+        }
     }
 }

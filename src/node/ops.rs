@@ -286,7 +286,7 @@ impl Replica {
                         )
                     });
                     stored?;
-                    r.blobs_stored(blobs);
+                    r.blobs_stored(blobs.iter().map(|(id, _)| id));
                     out?
                 }
                 Some(blobs) => {

@@ -614,13 +614,13 @@ impl Replica {
     pub(crate) fn store_blobs(&mut self, blobs: &[(BlobId, &[u8])]) -> Result<(), NodeError> {
         let raw: Vec<([u8; 32], &[u8])> = blobs.iter().map(|(id, b)| (id.0, *b)).collect();
         self.kv.blob_put_many(&raw)?;
-        self.blobs_stored(blobs);
+        self.blobs_stored(blobs.iter().map(|(id, _)| id));
         Ok(())
     }
 
     /// Tells the pending changes that `blobs` were stored.
-    pub(crate) fn blobs_stored(&mut self, blobs: &[(BlobId, &[u8])]) {
-        for (id, _) in blobs {
+    pub(crate) fn blobs_stored<'i>(&mut self, ids: impl IntoIterator<Item = &'i BlobId>) {
+        for id in ids {
             self.pending.blob_stored(id);
         }
     }

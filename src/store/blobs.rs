@@ -27,7 +27,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock};
 
 fn io(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io(format!("{}: {e}", path.display()))
@@ -41,6 +41,13 @@ fn idx_path(dir: &Path, pack: u32) -> PathBuf {
 struct Loaded {
     packs: Packs,
     state: Mutex<State>,
+    /// Held shared by puts and syncs, exclusively by gc: a body being appended or synced
+    /// outside `state`'s lock is never in a pack gc rewrites or deletes meanwhile.
+    gate: RwLock<()>,
+    /// Syncs one at a time: index records reach the index files in the order their bodies
+    /// were made durable (a later sync's records, covering more of a pack, never land
+    /// before an earlier one's: the load's scan starts past the last covered byte).
+    syncing: Mutex<()>,
 }
 
 struct State {
@@ -211,6 +218,8 @@ impl Loaded {
         let l = Loaded {
             packs,
             state: Mutex::new(State { keys, pending }),
+            gate: RwLock::new(()),
+            syncing: Mutex::new(()),
         };
         l.sync_locked(&mut l.lock(), false)?;
         Ok(l)
@@ -218,6 +227,35 @@ impl Loaded {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Loaded::sync_locked`] without holding `state`'s lock during the `fdatasync`, so
+    /// that puts (another thread copying bodies) and lookups go on meanwhile.
+    fn sync_shared(&self) -> Result<(), StoreError> {
+        let _one = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        // Bodies recorded here were appended before: the sync below covers them.
+        let pending = std::mem::take(&mut self.lock().pending);
+        let put_back = |pending: BTreeMap<u32, Vec<u8>>| {
+            let mut st = self.lock();
+            for (pack, mut recs) in pending {
+                let later = st.pending.entry(pack).or_default();
+                recs.append(later);
+                *later = recs;
+            }
+        };
+        if let Err(e) = self.packs.sync() {
+            put_back(pending);
+            return Err(e);
+        }
+        let mut pending = pending.into_iter();
+        while let Some((pack, recs)) = pending.next() {
+            if let Err(e) = append_index(self.packs.dir(), pack, &recs, false) {
+                put_back(std::iter::once((pack, recs)).chain(pending).collect());
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Makes the packs durable, then appends the index records of what they gained (the
@@ -299,19 +337,25 @@ impl Blobs {
     /// [`Blobs::sync`]).
     pub fn put_many(&self, blobs: &[([u8; 32], &[u8])]) -> Result<(), StoreError> {
         let l = self.loaded()?;
-        let mut st = l.lock();
+        let _g = l.gate.read().unwrap_or_else(|e| e.into_inner());
         let id_at = |loc: Loc| l.packs.read_id(loc);
         let mut seen = HashSet::with_capacity(blobs.len());
         let mut new = Vec::with_capacity(blobs.len());
-        for (id, bytes) in blobs {
-            if seen.insert(*id) && st.keys.get(id, &id_at)?.is_none() {
-                new.push((id, *bytes));
+        {
+            let st = l.lock();
+            for (id, bytes) in blobs {
+                if seen.insert(*id) && st.keys.get(id, &id_at)?.is_none() {
+                    new.push((id, *bytes));
+                }
             }
         }
         if new.is_empty() {
             return Ok(());
         }
+        // The write runs without the keydir's lock (lookups go on); a body another put
+        // stores meanwhile is then in the pack twice, which costs space only.
         let locs = l.packs.append_many(&new)?;
+        let mut st = l.lock();
         for ((id, _), loc) in new.iter().zip(&locs) {
             l.stored(&mut st, id, *loc)?;
         }
@@ -321,7 +365,7 @@ impl Blobs {
     /// Makes every stored body durable (and indexes it).
     pub fn sync(&self) -> Result<(), StoreError> {
         match self.loaded.get() {
-            Some(l) => l.sync_locked(&mut l.lock(), false),
+            Some(l) => l.sync_shared(),
             None => Ok(()),
         }
     }
@@ -354,6 +398,7 @@ impl Blobs {
     /// Drops every body for which `live` is false; packs mostly garbage are rewritten.
     pub fn gc(&self, live: &dyn Fn(&[u8; 32]) -> bool) -> Result<GcStats, StoreError> {
         let l = self.loaded()?;
+        let _g = l.gate.write().unwrap_or_else(|e| e.into_inner());
         let mut st = l.lock();
         l.sync_locked(&mut st, false)?;
         let mut stats = GcStats::default();

@@ -172,14 +172,29 @@ impl Packs {
         Ok(())
     }
 
-    /// Makes every appended body durable.
+    /// Makes every body appended before the call durable. The `fdatasync` runs on a second
+    /// handle, outside the writer's lock, so appends go on meanwhile. Callers run one sync
+    /// at a time ([`super::blobs`]): a second one could otherwise return while the first
+    /// one's `fdatasync` still runs.
     pub fn sync(&self) -> Result<(), StoreError> {
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if w.dirty {
-            w.file
-                .sync_data()
+        let (file, pack) = {
+            let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            if !w.dirty {
+                return Ok(());
+            }
+            let file = w
+                .file
+                .try_clone()
                 .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
             w.dirty = false;
+            (file, w.pack)
+        };
+        if let Err(e) = file.sync_data() {
+            let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            if w.pack == pack {
+                w.dirty = true;
+            }
+            return Err(io(&Self::path(&self.dir, pack), e));
         }
         Ok(())
     }
