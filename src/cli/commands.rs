@@ -198,8 +198,13 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 memory_budget: cli.memory_budget / 2,
                 ..opts(&cli)
             };
-            let mut a = Replica::open(dir_a, half.clone())?;
-            let mut b = Replica::open(dir_b, half)?;
+            // Opened side by side (each open reads its store's start-up state).
+            let (a, b) = std::thread::scope(|s| {
+                let b = s.spawn(|| Replica::open(dir_b, half.clone()));
+                let a = Replica::open(dir_a, half.clone());
+                (a, b.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            });
+            let (mut a, mut b) = (a?, b?);
             let rep = sync_pair(&mut a, &mut b, now())?;
             if cli.json {
                 print_json(json!(rep));

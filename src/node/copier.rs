@@ -137,12 +137,19 @@ impl Copier {
         }
     }
 
-    /// What the copier stored since the last call; with `wait`, after every queued copy
-    /// ended. The first failed copy's error, if any.
-    pub(crate) fn take(&mut self, wait: bool) -> Result<Vec<Copied>, NodeError> {
+    /// Whether a queued copy has not ended yet.
+    pub(crate) fn busy(&self) -> bool {
+        self.outstanding > 0
+    }
+
+    /// What the copier stored since the last call, waiting until it reported at least
+    /// `least` bodies or every queued copy ended (0: what is reported now, no wait). The
+    /// first failed copy's error, if any.
+    pub(crate) fn take(&mut self, least: usize) -> Result<Vec<Copied>, NodeError> {
         let mut out = Vec::new();
+        let mut n = 0;
         while self.outstanding > 0 {
-            let got = if wait {
+            let got = if least > 0 && n < least {
                 match self.done.recv() {
                     Ok(g) => g,
                     Err(_) => return Err(NodeError::Io("the body copier stopped".into())),
@@ -154,7 +161,10 @@ impl Copier {
                 }
             };
             match got {
-                Report::Stored(c) => out.push(c),
+                Report::Stored(c) => {
+                    n += c.ids.len();
+                    out.push(c);
+                }
                 Report::Ended(r) => {
                     self.outstanding -= 1;
                     r?;

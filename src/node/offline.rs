@@ -26,6 +26,9 @@ pub struct SyncReport {
     pub rounds: usize,
 }
 
+/// Bodies copied before what they complete is delivered, once every document is synced.
+const DELIVER_EVERY: usize = 2048;
+
 /// Syncs `a` and `b` both ways until both hold the same documents and nothing is homeless.
 ///
 /// Bodies are copied by a second thread ([`Copier`]) while the documents after the one that
@@ -63,13 +66,16 @@ pub fn sync_pair(a: &mut Replica, b: &mut Replica, now: i64) -> Result<SyncRepor
                 }
                 rep.docs_synced += 1;
                 sync_doc(a, b, id, now, &mut copier, &mut rep)?;
-                let copied = copier.take(false)?;
+                let copied = copier.take(0)?;
                 take_copied(a, b, copied, now, &mut rep)?;
             }
-            // Every copy done and delivered; then what still lacks a body (a body two
-            // documents share, stored while the second was received) the slow way.
-            let copied = copier.take(true)?;
-            take_copied(a, b, copied, now, &mut rep)?;
+            // The last copies: what they complete is delivered as they go, a few thousand
+            // bodies at a time (each delivery ends with a flush).
+            while copier.busy() {
+                let copied = copier.take(DELIVER_EVERY)?;
+                take_copied(a, b, copied, now, &mut rep)?;
+            }
+            // Then what still lacks a body, if anything, the slow way.
             let missing = b.deliver_all(now)?;
             copy_blobs(a, b, &missing, now, &mut rep)?;
             let missing = a.deliver_all(now)?;
