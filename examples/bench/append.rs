@@ -232,8 +232,10 @@ pub fn scen_append_phases(n: u64) -> Result<()> {
     // Loading the segment back: as `load_doc` does (snapshot, then each incremental chunk),
     // as snapshot + one batch of all the rest, and the snapshot of the whole doc alone.
     let chunk = |i: u64| -> Result<Vec<u8>> {
-        let k = [b"D", doc_id.as_bytes(), &[0], &i.to_be_bytes()].concat();
-        kv.get(&k)?.context("chunk")
+        let mut bytes = Vec::new();
+        Tx::new(&kv).read_chunk(&doc_id, i, &mut bytes)?;
+        anyhow::ensure!(!bytes.is_empty(), "chunk {i} missing");
+        Ok(bytes)
     };
     let snapshot = doc.doc.save();
     let (mut per_chunk, mut batched, mut alone, mut save) = (vec![], vec![], vec![], vec![]);

@@ -6,6 +6,7 @@ mod actor;
 pub mod control;
 mod copier;
 pub mod daemon;
+mod doc_id;
 mod fetch;
 mod filter;
 mod gc;

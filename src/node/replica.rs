@@ -2,6 +2,7 @@
 //! gathers its writes in one [`Tx`]; the public operations commit and flush before returning,
 //! so a returned `Ok` is durable.
 
+pub(crate) use super::doc_id::{account_doc, parse_doc_id, segment_doc, DocKind};
 use super::{identity, NodeError};
 use crate::crdt::account::{Account, Listed, MailboxEntry};
 use crate::crdt::meta::ChangeMeta;
@@ -88,39 +89,6 @@ impl Default for Options {
             metrics: None,
             replicate: super::AccountFilter::default(),
         }
-    }
-}
-
-/// A document id: `acct/<account>` or `seg/<account>/<mailbox id>/<node>/<generation>`.
-pub(crate) fn account_doc(a: &AccountName) -> String {
-    format!("acct/{a}")
-}
-
-pub(crate) fn segment_doc(a: &AccountName, mb: &MailboxId, s: &SegmentRef) -> String {
-    format!("seg/{a}/{mb}/{}/{}", s.node, s.gen)
-}
-
-/// What a document id names (the account name in it is validated, not kept).
-pub(crate) enum DocKind {
-    Account,
-    Segment(MailboxId, SegmentRef),
-}
-
-pub(crate) fn parse_doc_id(id: &str) -> Option<DocKind> {
-    let p: Vec<&str> = id.split('/').collect();
-    match p.as_slice() {
-        ["acct", a] => AccountName::try_from(*a).ok().map(|_| DocKind::Account),
-        ["seg", a, mb, node, gen] => {
-            AccountName::try_from(*a).ok()?;
-            Some(DocKind::Segment(
-                MailboxId::try_from(*mb).ok()?,
-                SegmentRef {
-                    node: NodeId::try_from(*node).ok()?,
-                    gen: gen.parse().ok()?,
-                },
-            ))
-        }
-        _ => None,
     }
 }
 
@@ -397,7 +365,14 @@ impl Replica {
     /// Persists the changes of a cached document into `tx`.
     pub(crate) fn save(&mut self, tx: &mut Tx<'_>, id: &str) {
         if let Some((am, meta)) = self.docs.get_mut(id) {
-            tx.save_doc(id, am, meta);
+            // The cache weighs a document by what it has stored: a document created empty
+            // here and filled by a sync (a new node's segments) would otherwise weigh
+            // nothing, and every one of them stayed open (160 MB of a 1M-message sync).
+            if let Some((n, whole)) = tx.save_doc(id, am, meta) {
+                let n = n as u64 * DOC_MEMORY_PER_STORED_BYTE;
+                let w = self.weights.entry(id.to_string()).or_default();
+                *w = if whole { n } else { *w + n };
+            }
             if self.keep_events {
                 self.touched.insert(id.to_string());
             }
