@@ -3,15 +3,16 @@
 //! append-only index file per pack ([`super::blobs`]).
 //!
 //! Ids are sha256 digests, uniformly distributed, so the map is keyed by the first 8 bytes
-//! of the id and hashes nothing: 20 bytes per body in memory instead of a B-tree insert per
-//! body in sled. Two bodies whose ids share 8 bytes (about one chance in 10^7 for a million
+//! of the id and hashes nothing: ~20 bytes per body in memory ([`PrefixTable`]: sorted
+//! arrays, without a hash table's power-of-two slack) instead of a B-tree insert per body in
+//! sled. Two bodies whose ids share 8 bytes (about one chance in 10^7 for a million
 //! bodies) are told apart by reading the id stored in front of the occupant's bytes; the
 //! later one goes into a small map keyed by the whole id.
 
 use super::packs::Loc;
+use super::prefix_table::{PrefixTable, Tombstone};
 use super::StoreError;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// A location, compact: pack files end before 4 GiB (`PACK_LIMIT` is 1 GiB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,24 +40,6 @@ impl Slot {
     }
 }
 
-/// Passes an id's first 8 bytes through as the hash (they are already uniform).
-#[derive(Default)]
-struct PrefixHasher(u64);
-
-impl Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
 fn prefix(id: &[u8; 32]) -> u64 {
     u64::from_be_bytes(id[..8].try_into().expect("8 bytes"))
 }
@@ -64,10 +47,21 @@ fn prefix(id: &[u8; 32]) -> u64 {
 /// Reads the id stored in front of a body's bytes (`None`: unreadable).
 pub type IdAt<'a> = &'a dyn Fn(Loc) -> Result<Option<[u8; 32]>, StoreError>;
 
+impl Tombstone for Slot {
+    const DEAD: Slot = Slot {
+        pack: u32::MAX,
+        offset: 0,
+        len: 0,
+    };
+    fn is_dead(&self) -> bool {
+        self.pack == u32::MAX
+    }
+}
+
 /// Body id → location.
 #[derive(Default)]
 pub struct Keydir {
-    by_prefix: HashMap<u64, Slot, BuildHasherDefault<PrefixHasher>>,
+    by_prefix: PrefixTable<Slot>,
     overflow: HashMap<[u8; 32], Slot>,
 }
 
@@ -75,7 +69,7 @@ impl Keydir {
     /// An empty keydir with room for `n` bodies.
     pub fn with_capacity(n: usize) -> Keydir {
         Keydir {
-            by_prefix: HashMap::with_capacity_and_hasher(n, Default::default()),
+            by_prefix: PrefixTable::with_capacity(n),
             overflow: HashMap::new(),
         }
     }
@@ -87,7 +81,7 @@ impl Keydir {
         if let Some(s) = self.overflow.get(id) {
             return Some(s.loc());
         }
-        self.by_prefix.get(&prefix(id)).map(|s| s.loc())
+        self.by_prefix.get(prefix(id)).map(|s| s.loc())
     }
 
     /// Where `id` is, checked.
@@ -95,7 +89,7 @@ impl Keydir {
         if let Some(s) = self.overflow.get(id) {
             return Ok(Some(s.loc()));
         }
-        match self.by_prefix.get(&prefix(id)) {
+        match self.by_prefix.get(prefix(id)) {
             Some(s) if id_at(s.loc())?.as_ref() == Some(id) => Ok(Some(s.loc())),
             _ => Ok(None),
         }
@@ -104,7 +98,7 @@ impl Keydir {
     /// Whether `id` is at exactly `loc` (the record at `loc` carries `id`).
     pub fn is_at(&self, id: &[u8; 32], loc: Loc) -> bool {
         let at = Slot::of(loc);
-        self.overflow.get(id) == Some(&at) || self.by_prefix.get(&prefix(id)) == Some(&at)
+        self.overflow.get(id) == Some(&at) || self.by_prefix.get(prefix(id)) == Some(at)
     }
 
     /// Records that `id` is at `loc` (replacing where it was).
@@ -114,7 +108,7 @@ impl Keydir {
             *s = slot;
             return Ok(());
         }
-        match self.by_prefix.get(&prefix(id)).copied() {
+        match self.by_prefix.get(prefix(id)) {
             None => {
                 self.by_prefix.insert(prefix(id), slot);
             }
@@ -140,9 +134,9 @@ impl Keydir {
             return Ok(());
         }
         let p = prefix(id);
-        if let Some(s) = self.by_prefix.get(&p).copied() {
+        if let Some(s) = self.by_prefix.get(p) {
             if s.pack == pack && id_at(s.loc())?.as_ref() == Some(id) {
-                self.by_prefix.remove(&p);
+                self.by_prefix.remove(p);
             }
         }
         Ok(())
@@ -153,8 +147,8 @@ impl Keydir {
         let at = Slot::of(loc);
         if self.overflow.get(id) == Some(&at) {
             self.overflow.remove(id);
-        } else if self.by_prefix.get(&prefix(id)) == Some(&at) {
-            self.by_prefix.remove(&prefix(id));
+        } else if self.by_prefix.get(prefix(id)) == Some(at) {
+            self.by_prefix.remove(prefix(id));
         }
     }
 

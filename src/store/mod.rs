@@ -12,6 +12,7 @@ pub mod changes;
 mod keydir;
 mod mem;
 pub mod packs;
+mod prefix_table;
 pub mod rows_ref;
 mod sled_kv;
 pub mod tables;
