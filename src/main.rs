@@ -25,6 +25,7 @@ fn main() {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    tune_malloc();
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
@@ -58,3 +59,20 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
         tracing_subscriber::EnvFilter::new("warn,automerge=warn")
     })
 }
+
+/// Fixes glibc's thresholds for returning freed memory to the system. By default glibc
+/// raises its mmap threshold to the largest block freed so far (up to 32 MiB): after the
+/// first multi-megabyte sync message or document snapshot, such buffers come from the heap
+/// and what they leave there stays resident. A 1M-message `dovetail sync` peaked at 322
+/// MiB that way and at 276 MiB with these (the memory budget is 256 MiB).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    // SAFETY: mallopt at start-up, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}

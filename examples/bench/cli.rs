@@ -4,7 +4,9 @@
 //! - `cli-list [--n 100000|1000000]`: `dovetail list` and `list --json` to a file, and
 //!   `status`.
 //! - `sync-empty [--sizes 10000,100000]`: `dovetail sync` of a dataset into an empty data
-//!   dir, side by side with the floor `cp -r` + `sync` of the same dir.
+//!   dir, side by side with two floors: `cp -r` + `sync` of the same messages as one file
+//!   each (the floor, what a Maildir copy costs) and of the dataset's data dir (a
+//!   few large pack files: the stricter floor).
 //! - `crash-open [--n N]`: a child appends N messages in batches of 1,000 to a fresh dir and
 //!   SIGKILLs itself after the last durable batch; then fresh processes open the dir.
 
@@ -144,6 +146,61 @@ pub fn scen_cli_list(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
+/// Sizes up to which the messages-as-files floor is run.
+const FILES_FLOOR_MAX: u64 = 1_000_000;
+
+/// The seed of the messages of `ds_sized(n)`'s INBOX.
+fn ds_seed(n: u64) -> u64 {
+    if n == 1_000_000 {
+        200
+    } else {
+        100
+    }
+}
+
+/// The messages of `ds_sized(n)` as one file each, in a Maildir-like `cur/` (built once).
+fn files_sized(n: u64) -> Result<PathBuf> {
+    let d = bench_root().join(format!("files{}k", n / 1000));
+    let spec = format!("files n={n} seed={}", ds_seed(n));
+    let done = d.join("DONE");
+    if std::fs::read_to_string(&done).ok().as_deref() == Some(spec.as_str()) {
+        return Ok(d);
+    }
+    rm(&d)?;
+    let cur = d.join("cur");
+    std::fs::create_dir_all(&cur)?;
+    for i in 0..n {
+        let m = message(ds_seed(n), i);
+        std::fs::write(cur.join(format!("{i}.bench:2,")), &m.bytes)?;
+    }
+    std::fs::write(&done, &spec)?;
+    Ok(d)
+}
+
+/// Removes `dir` and waits until the removal is on disk: with ext4's `discard` the trims of
+/// a removed tree are issued at the next journal commit, which the next timed `sync` or
+/// `fdatasync` would otherwise pay for (60 s instead of 9 s for 100k files).
+fn rm_synced(dir: &Path) -> Result<()> {
+    rm(dir)?;
+    Command::new("sync").status()?;
+    Ok(())
+}
+
+/// `cp -r FROM TO && sync`, timed.
+fn cp_floor(from: &Path, to: &Path) -> Result<Run> {
+    rm_synced(to)?;
+    let r = measure(
+        Command::new("sh").arg("-c").arg(format!(
+            "cp -r '{}' '{}' && sync",
+            from.display(),
+            to.display()
+        )),
+        None,
+    )?;
+    rm(to)?;
+    Ok(r)
+}
+
 fn ds_sized(n: u64) -> Result<PathBuf> {
     match n {
         100_000 => ds_100k(),
@@ -156,31 +213,36 @@ fn ds_sized(n: u64) -> Result<PathBuf> {
     }
 }
 
-/// `dovetail sync DATASET EMPTY` against `cp -r DATASET COPY && sync`, per size.
+/// `dovetail sync DATASET EMPTY` against `cp -r` + `sync` of the messages as files and of
+/// the dataset's dir, per size.
 pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Result<()> {
     let bin = dovetail_bin()?;
     let mut by_size = Vec::new();
     for &n in sizes {
         let src = ds_sized(n)?;
+        // 100k files take ~60 s to copy here (mostly system time), 1M ~10 min; above
+        // FILES_FLOOR_MAX only the data-dir floor (the lower of the two) is run.
+        let files = if n <= FILES_FLOOR_MAX {
+            Some(files_sized(n)?)
+        } else {
+            None
+        };
         let dst = bench_root().join("sync-dst");
         println!(
-            "== sync-empty: {n} messages, {} ({:.0} MiB, load {})",
+            "== sync-empty: {n} messages, {} ({:.0} MiB; as files {:.0} MiB, load {})",
             src.display(),
             du_mib(&src),
+            files.as_deref().map(du_mib).unwrap_or(0.0),
             load()
         );
-        let (mut floor, mut sync, mut rss) = (vec![], vec![], vec![]);
+        let (mut floor, mut dfloor, mut sync, mut rss) = (vec![], vec![], vec![], vec![]);
         for _ in 0..reps {
-            rm(&dst)?;
-            let cp = measure(
-                Command::new("sh").arg("-c").arg(format!(
-                    "cp -r '{}' '{}' && sync",
-                    src.display(),
-                    dst.display()
-                )),
-                None,
-            )?;
-            rm(&dst)?;
+            let fcp = match &files {
+                Some(f) => cp_floor(&f.join("cur"), &dst)?.secs,
+                None => f64::NAN,
+            };
+            let cp = cp_floor(&src, &dst)?;
+            rm_synced(&dst)?;
             Replica::init(&dst)?;
             let s = measure(
                 Command::new(&bin)
@@ -202,26 +264,36 @@ pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Resul
                 bail!("sync-empty {n}: status differs after sync");
             }
             println!(
-                "  cp -r + sync {:.2} s; dovetail sync {:.2} s (CPU {:.2} s), max RSS {:.0} MiB",
-                cp.secs, s.secs, s.cpu, s.maxrss_mib
+                "  cp -r + sync: files {:.2} s, data dir {:.2} s; dovetail sync {:.2} s (CPU {:.2} s), max RSS {:.0} MiB",
+                fcp, cp.secs, s.secs, s.cpu, s.maxrss_mib
             );
-            floor.push(cp.secs);
+            floor.push(fcp);
+            dfloor.push(cp.secs);
             sync.push(s.secs);
             rss.push(s.maxrss_mib);
             rm(&dst)?;
         }
-        let (f, s) = (median(&floor), median(&sync));
+        let (d, s) = (median(&dfloor), median(&sync));
+        // The floor where it was run, else the (lower) data-dir floor.
+        let f = if files.is_some() { median(&floor) } else { d };
         println!(
-            "  median: floor {f:.2} s, sync {s:.2} s = {:.2}x the floor, max RSS {:.0} MiB",
+            "  median: floor (files) {f:.2} s, floor (data dir) {d:.2} s, sync {s:.2} s = {:.2}x the files floor, {:.2}x the data-dir floor, max RSS {:.0} MiB",
             s / f,
+            s / d,
             median(&rss)
         );
         by_size.push((n, s));
         rows.push(Row {
             what: format!("`dovetail sync` into an empty dir, {}k messages", n / 1000),
             figure: format!(
-                "{s:.2} s = {:.2}x floor {f:.2} s; {:.0} MiB max RSS (runs {})",
+                "{s:.2} s = {:.2}x floor {f:.2} s ({}; {:.2}x the data-dir copy {d:.2} s); {:.0} MiB max RSS (runs {})",
                 s / f,
+                if files.is_some() {
+                    "messages as files"
+                } else {
+                    "the data-dir copy"
+                },
+                s / d,
                 median(&rss),
                 fmt_list(&sync, 2)
             ),

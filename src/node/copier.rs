@@ -37,7 +37,8 @@ pub(crate) struct Copied {
 /// once).
 enum Report {
     Stored(Copied),
-    Ended(Result<(), NodeError>),
+    /// A copy of this many bodies ended.
+    Ended(Result<(), NodeError>, usize),
 }
 
 /// The caller's end of the copier thread.
@@ -45,6 +46,8 @@ pub(crate) struct Copier {
     jobs: Option<Sender<(Way, Vec<BlobId>)>>,
     done: Receiver<Report>,
     outstanding: usize,
+    /// Bodies named by queued copies that have not ended.
+    queued: usize,
 }
 
 /// Copies `ids` from `from` to `to` in pack order, batch by batch; calls `each` with the
@@ -106,6 +109,7 @@ impl Copier {
         let (tx, done) = channel();
         scope.spawn(move || {
             for (way, ids) in rx {
+                let n = ids.len();
                 let (from, to) = match way {
                     Way::AtoB => (&a, &b),
                     Way::BtoA => (&b, &a),
@@ -113,7 +117,7 @@ impl Copier {
                 let r = copy_batches(from.as_ref(), to.as_ref(), &ids, &mut |ids, bytes| {
                     let _ = tx.send(Report::Stored(Copied { way, ids, bytes }));
                 });
-                if tx.send(Report::Ended(r)).is_err() {
+                if tx.send(Report::Ended(r, n)).is_err() {
                     return;
                 }
             }
@@ -122,6 +126,7 @@ impl Copier {
             jobs: Some(jobs),
             done,
             outstanding: 0,
+            queued: 0,
         }
     }
 
@@ -131,8 +136,10 @@ impl Copier {
             return;
         }
         if let Some(j) = &self.jobs {
+            let n = ids.len();
             if j.send((way, ids)).is_ok() {
                 self.outstanding += 1;
+                self.queued += n;
             }
         }
     }
@@ -146,10 +153,21 @@ impl Copier {
     /// `least` bodies or every queued copy ended (0: what is reported now, no wait). The
     /// first failed copy's error, if any.
     pub(crate) fn take(&mut self, least: usize) -> Result<Vec<Copied>, NodeError> {
+        self.take_until(least, usize::MAX)
+    }
+
+    /// What the copier stored since the last call, waiting while copies of more than `max`
+    /// bodies are queued: the documents synced meanwhile wait in memory for their bodies
+    /// (the pending index), so a copier far behind would hold a whole mailbox's there.
+    pub(crate) fn take_below(&mut self, max: usize) -> Result<Vec<Copied>, NodeError> {
+        self.take_until(0, max)
+    }
+
+    fn take_until(&mut self, least: usize, max: usize) -> Result<Vec<Copied>, NodeError> {
         let mut out = Vec::new();
         let mut n = 0;
         while self.outstanding > 0 {
-            let got = if least > 0 && n < least {
+            let got = if (least > 0 && n < least) || self.queued > max {
                 match self.done.recv() {
                     Ok(g) => g,
                     Err(_) => return Err(NodeError::Io("the body copier stopped".into())),
@@ -165,8 +183,9 @@ impl Copier {
                     n += c.ids.len();
                     out.push(c);
                 }
-                Report::Ended(r) => {
+                Report::Ended(r, ids) => {
                     self.outstanding -= 1;
+                    self.queued -= ids;
                     r?;
                 }
             }

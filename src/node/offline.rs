@@ -29,6 +29,11 @@ pub struct SyncReport {
 /// Bodies copied before what they complete is delivered, once every document is synced.
 const DELIVER_EVERY: usize = 2048;
 
+/// Bodies the copier may have queued before the sync of the next document waits for it:
+/// two segments' worth keeps both threads busy, and bounds the changes waiting for their
+/// bodies in memory (at 1M messages, unbounded, they were ~60 MB of the peak).
+const MAX_QUEUED_BODIES: usize = 32 * 1024;
+
 /// Syncs `a` and `b` both ways until both hold the same documents and nothing is homeless.
 ///
 /// Bodies are copied by a second thread ([`Copier`]) while the documents after the one that
@@ -66,7 +71,7 @@ pub fn sync_pair(a: &mut Replica, b: &mut Replica, now: i64) -> Result<SyncRepor
                 }
                 rep.docs_synced += 1;
                 sync_doc(a, b, id, now, &mut copier, &mut rep)?;
-                let copied = copier.take(0)?;
+                let copied = copier.take_below(MAX_QUEUED_BODIES)?;
                 take_copied(a, b, copied, now, &mut rep)?;
             }
             // The last copies: what they complete is delivered as they go, a few thousand
