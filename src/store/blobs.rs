@@ -385,14 +385,7 @@ impl Blobs {
                 .collect()
         };
         at.sort_unstable_by_key(|(loc, _)| (loc.pack, loc.offset));
-        for (loc, id) in at {
-            if let Some(b) = l.packs.read(id, loc)? {
-                if !f(id, b) {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        l.packs.read_many(&at, f)
     }
 
     /// Drops every body for which `live` is false; packs mostly garbage are rewritten.

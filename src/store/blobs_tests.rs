@@ -306,3 +306,70 @@ fn bodies_put_while_another_thread_syncs_are_all_indexed() {
     let b = Blobs::open(dir.path());
     all_there(&b, 0..2000);
 }
+
+/// `read_many` reads neighbouring bodies in one span and far or large ones apart, and gives
+/// exactly the intact ones, in order: not a damaged body, not one past the file's end
+/// (whose span falls back to body-by-body reads), and a body larger than a span whole.
+#[test]
+fn read_many_gives_the_intact_bodies_in_spans() {
+    use super::packs::Loc;
+    let dir = tempfile::tempdir().expect("dir");
+    let p = Packs::open(dir.path()).expect("packs");
+    let mut bodies: Vec<([u8; 32], Vec<u8>)> = (0..40).map(body).collect();
+    // A body larger than a span, and one after a gap larger than the gap read over.
+    let big = vec![b'b'; 3 << 19];
+    bodies.insert(20, (Sha256::digest(&big).into(), big));
+    let mut locs = Vec::new();
+    for (k, (id, bytes)) in bodies.iter().enumerate() {
+        if k == 30 {
+            let pad = vec![b'p'; 40 << 10];
+            p.append(&Sha256::digest(&pad).into(), &pad).expect("pad");
+        }
+        locs.push(p.append(id, bytes).expect("append"));
+    }
+    p.sync().expect("sync");
+    // Damage body 5 in the pack.
+    let path = Packs::path(dir.path(), locs[5].pack);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    std::os::unix::fs::FileExt::write_all_at(&f, b"X", locs[5].offset + 1).expect("damage");
+    let last = *locs.last().expect("last");
+    let ghost = (
+        [9u8; 32],
+        Loc {
+            offset: last.offset + u64::from(last.len) + 36,
+            len: 100,
+            ..last
+        },
+    );
+    let mut at: Vec<(Loc, &[u8; 32])> = locs
+        .iter()
+        .zip(&bodies)
+        .map(|(l, (id, _))| (*l, id))
+        .collect();
+    at.push((ghost.1, &ghost.0));
+    let mut got = Vec::new();
+    p.read_many(&at, &mut |id, bytes| {
+        got.push((*id, bytes));
+        true
+    })
+    .expect("read many");
+    let want: Vec<([u8; 32], Vec<u8>)> = bodies
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| *k != 5)
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "every intact body, whole, in order");
+    // Stopping early stops.
+    let mut n = 0;
+    p.read_many(&at, &mut |_, _| {
+        n += 1;
+        n < 3
+    })
+    .expect("read many");
+    assert_eq!(n, 3);
+}

@@ -63,7 +63,29 @@ struct Writer {
     len: u64,
     /// Written since the last `sync`.
     dirty: bool,
+    /// The records of the last append, kept for the next one: a fresh buffer per batch
+    /// grew through reallocations, each above malloc's mmap threshold a new mapping whose
+    /// pages faulted in again (~1 page fault per 4 KiB copied in a sync).
+    buf: Vec<u8>,
 }
+
+/// The most bytes [`Packs::read_many`] reads with one call, and the largest gap between two
+/// bodies it reads over rather than reading them apart.
+const SPAN: u64 = 1 << 20;
+const GAP: u64 = 16 << 10;
+
+/// Whether `bytes` hash to `id`; a body that does not is treated as missing.
+fn intact(id: &[u8; 32], bytes: &[u8]) -> bool {
+    let sum: [u8; 32] = Sha256::digest(bytes).into();
+    if &sum != id {
+        tracing::warn!(blob = %hex::encode(id), "a stored body does not match its id: treated as missing");
+        return false;
+    }
+    true
+}
+
+/// The largest record buffer kept between appends.
+const KEEP_BUF: usize = 16 << 20;
 
 /// The pack files of a data dir.
 pub struct Packs {
@@ -111,6 +133,7 @@ impl Packs {
             file,
             len,
             dirty: false,
+            buf: Vec::new(),
         })
     }
 
@@ -125,7 +148,8 @@ impl Packs {
     pub fn append_many(&self, items: &[(&[u8; 32], &[u8])]) -> Result<Vec<Loc>, StoreError> {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut locs = Vec::with_capacity(items.len());
-        let mut rec: Vec<u8> = Vec::new();
+        let mut rec = std::mem::take(&mut w.buf);
+        rec.clear();
         // Where the bytes gathered in `rec` start in the current pack.
         let mut start = w.len;
         for (id, bytes) in items {
@@ -155,6 +179,9 @@ impl Packs {
             });
         }
         self.write_rec(&mut w, &rec)?;
+        if rec.capacity() <= KEEP_BUF {
+            w.buf = rec;
+        }
         Ok(locs)
     }
 
@@ -226,12 +253,68 @@ impl Packs {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(io(&Self::path(&self.dir, loc.pack), e)),
         }
-        let sum: [u8; 32] = Sha256::digest(&buf).into();
-        if &sum != id {
-            tracing::warn!(blob = %hex::encode(id), "a stored body does not match its id: treated as missing");
-            return Ok(None);
+        Ok(intact(id, &buf).then_some(buf))
+    }
+
+    /// Reads the bodies at `at` (sorted by pack and offset), checked against their ids as
+    /// [`Packs::read`] does, and calls `f` with each intact one until it returns false.
+    /// Bodies that lie close together are read with one `pread` of up to [`SPAN`] bytes: a
+    /// sync into an empty dir read 1M bodies with 1M `pread`s, most of its system time.
+    pub fn read_many(
+        &self,
+        at: &[(Loc, &[u8; 32])],
+        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut buf = Vec::new();
+        let mut i = 0;
+        while i < at.len() {
+            let (first, _) = at[i];
+            let (start, mut end) = (first.offset, first.offset + u64::from(first.len));
+            let mut j = i + 1;
+            while let Some((l, _)) = at.get(j) {
+                let l_end = l.offset + u64::from(l.len);
+                if l.pack != first.pack || l.offset < end || l.offset - end > GAP {
+                    break;
+                }
+                if l_end - start > SPAN {
+                    break;
+                }
+                end = l_end;
+                j += 1;
+            }
+            let run = &at[i..j];
+            i = j;
+            let Some(file) = self.reader(first.pack)? else {
+                continue;
+            };
+            buf.resize((end - start) as usize, 0);
+            match file.read_exact_at(&mut buf, start) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    // The span runs past the end of the file: body by body.
+                    for (loc, id) in run {
+                        if let Some(b) = self.read(id, *loc)? {
+                            if !f(id, b) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => return Err(io(&Self::path(&self.dir, first.pack), e)),
+            }
+            for (loc, id) in run {
+                let from = (loc.offset - start) as usize;
+                let b = &buf[from..from + loc.len as usize];
+                if !intact(id, b) {
+                    continue;
+                }
+                if !f(id, b.to_vec()) {
+                    return Ok(());
+                }
+            }
         }
-        Ok(Some(buf))
+        Ok(())
     }
 
     /// The id written in front of the body at `loc` (`None` if unreadable).
