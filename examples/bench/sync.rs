@@ -42,7 +42,7 @@ pub fn scen_sync(reps: usize, rows: &mut Vec<Row>) -> Result<()> {
         options().segment_capacity
     );
     let (ba, bb) = (base.join("a"), base.join("b"));
-    if std::fs::read_to_string(base.join("DONE")).ok().as_deref() != Some(spec.as_str()) {
+    if !built(&base, &spec) {
         eprintln!("building {} ...", base.display());
         rm(&base)?;
         std::fs::create_dir_all(&base)?;
@@ -70,7 +70,7 @@ pub fn scen_sync(reps: usize, rows: &mut Vec<Row>) -> Result<()> {
             format!("initial sync of {SHARED} messages into an empty dir: {secs:.1} s, {rep:?}");
         eprintln!("{info}");
         std::fs::write(base.join("INITIAL"), &info)?;
-        std::fs::write(base.join("DONE"), &spec)?;
+        mark_built(&base, &spec)?;
     }
     println!(
         "== sync: two dirs sharing {SHARED} messages, {EACH} new on each side (same mailbox, so \

@@ -45,8 +45,8 @@ enum Report {
 pub(crate) struct Copier {
     jobs: Option<Sender<(Way, Vec<BlobId>)>>,
     done: Receiver<Report>,
-    outstanding: usize,
-    /// Bodies named by queued copies that have not ended.
+    /// Bodies named by queued copies that have not ended (a copy of none is never queued,
+    /// so this is 0 exactly when no copy is outstanding).
     queued: usize,
 }
 
@@ -125,7 +125,6 @@ impl Copier {
         Copier {
             jobs: Some(jobs),
             done,
-            outstanding: 0,
             queued: 0,
         }
     }
@@ -138,7 +137,6 @@ impl Copier {
         if let Some(j) = &self.jobs {
             let n = ids.len();
             if j.send((way, ids)).is_ok() {
-                self.outstanding += 1;
                 self.queued += n;
             }
         }
@@ -146,7 +144,7 @@ impl Copier {
 
     /// Whether a queued copy has not ended yet.
     pub(crate) fn busy(&self) -> bool {
-        self.outstanding > 0
+        self.queued > 0
     }
 
     /// What the copier stored since the last call, waiting until it reported at least
@@ -166,7 +164,7 @@ impl Copier {
     fn take_until(&mut self, least: usize, max: usize) -> Result<Vec<Copied>, NodeError> {
         let mut out = Vec::new();
         let mut n = 0;
-        while self.outstanding > 0 {
+        while self.queued > 0 {
             let got = if (least > 0 && n < least) || self.queued > max {
                 match self.done.recv() {
                     Ok(g) => g,
@@ -184,7 +182,6 @@ impl Copier {
                     out.push(c);
                 }
                 Report::Ended(r, ids) => {
-                    self.outstanding -= 1;
                     self.queued -= ids;
                     r?;
                 }

@@ -9,7 +9,7 @@
 //! change first (appends store the body and its message in one operation; a sync stores a
 //! change in the pending table before fetching its bodies).
 
-use super::replica::{parse_doc_id, DocKind};
+use super::doc_id::{parse_doc_id, DocKind};
 use super::{NodeError, Replica};
 use crate::crdt::meta::ChangeMeta;
 use crate::store::{tables, GcStats, Tx};

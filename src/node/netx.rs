@@ -1,7 +1,7 @@
 //! What the daemon needs from a replica beyond the offline API: the network identity, the
 //! check that a peer may write a document here, and sync messages with their blobs.
 
-use super::replica::{parse_doc_id, DocKind};
+use super::doc_id::{parse_doc_id, DocKind};
 use super::{NodeError, Replica};
 use crate::crdt::meta::ChangeMeta;
 use crate::model::{AccountName, BlobId, MailboxId, NodeId};

@@ -1,8 +1,9 @@
 //! The local operations on accounts, mailboxes and messages. Each validates everything
 //! first, then writes in one transaction that is flushed before it returns.
 
+use super::doc_id::account_doc;
 use super::message::{check_message, NewMessage, StoredMessage};
-use super::replica::{account_doc, LocalChange, Replica};
+use super::replica::{LocalChange, Replica};
 use super::NodeError;
 use crate::crdt::account::Account;
 use crate::crdt::segment::{LocalOp, SegmentRef};

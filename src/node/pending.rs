@@ -17,7 +17,8 @@
 //! every transaction; a transaction that fails drops it, and the next use rebuilds it, so it
 //! never disagrees with what was committed.
 
-use super::replica::{parse_doc_id, DocKind, Replica};
+use super::doc_id::{parse_doc_id, DocKind};
+use super::replica::Replica;
 use super::NodeError;
 use crate::crdt::meta::ChangeMeta;
 use crate::crdt::segment::Segment;

@@ -2,7 +2,7 @@
 //! gathers its writes in one [`Tx`]; the public operations commit and flush before returning,
 //! so a returned `Ok` is durable.
 
-pub(crate) use super::doc_id::{account_doc, parse_doc_id, segment_doc, DocKind};
+use super::doc_id::{account_doc, parse_doc_id, segment_doc, DocKind};
 use super::{identity, NodeError};
 use crate::crdt::account::{Account, Listed, MailboxEntry};
 use crate::crdt::meta::ChangeMeta;

@@ -5,7 +5,7 @@
 //! in mailbox-causal order, exactly as if a peer had sent them. MODSEQ values start again
 //! (they are node-local, and no front end that caches them existed before format 2).
 
-use super::replica::{parse_doc_id, DocKind};
+use super::doc_id::{parse_doc_id, DocKind};
 use super::{NodeError, Replica};
 use crate::crdt::meta::ChangeMeta;
 use crate::crdt::segment::{facts_of_change, Fact, SegmentRef};

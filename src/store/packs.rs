@@ -74,6 +74,9 @@ struct Writer {
 const SPAN: u64 = 1 << 20;
 const GAP: u64 = 16 << 10;
 
+/// The largest record buffer kept between appends.
+const KEEP_BUF: usize = 16 << 20;
+
 /// Whether `bytes` hash to `id`; a body that does not is treated as missing.
 fn intact(id: &[u8; 32], bytes: &[u8]) -> bool {
     let sum: [u8; 32] = Sha256::digest(bytes).into();
@@ -83,9 +86,6 @@ fn intact(id: &[u8; 32], bytes: &[u8]) -> bool {
     }
     true
 }
-
-/// The largest record buffer kept between appends.
-const KEEP_BUF: usize = 16 << 20;
 
 /// The pack files of a data dir.
 pub struct Packs {
@@ -273,10 +273,8 @@ impl Packs {
             let mut j = i + 1;
             while let Some((l, _)) = at.get(j) {
                 let l_end = l.offset + u64::from(l.len);
-                if l.pack != first.pack || l.offset < end || l.offset - end > GAP {
-                    break;
-                }
-                if l_end - start > SPAN {
+                let near = l.pack == first.pack && l.offset >= end && l.offset - end <= GAP;
+                if !near || l_end - start > SPAN {
                     break;
                 }
                 end = l_end;

@@ -56,8 +56,6 @@ pub struct PrefixTable<V> {
     dir: Vec<u32>,
     bits: u32,
     delta: PassMap<u64, V>,
-    /// Live entries of the arrays.
-    live: usize,
 }
 
 impl<V: Tombstone> Default for PrefixTable<V> {
@@ -68,7 +66,6 @@ impl<V: Tombstone> Default for PrefixTable<V> {
             dir: vec![0, 0],
             bits: 0,
             delta: PassMap::default(),
-            live: 0,
         }
     }
 }
@@ -85,7 +82,7 @@ impl<V: Tombstone> PrefixTable<V> {
     /// Entries held (tests check the bookkeeping).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.live + self.delta.len()
+        self.vals.iter().filter(|v| !v.is_dead()).count() + self.delta.len()
     }
 
     /// Where `k` is in the arrays (live or removed).
@@ -115,9 +112,6 @@ impl<V: Tombstone> PrefixTable<V> {
 
     pub fn insert(&mut self, k: u64, v: V) {
         if let Some(i) = self.position(k) {
-            if self.vals[i].is_dead() {
-                self.live += 1;
-            }
             self.vals[i] = v;
             return;
         }
@@ -133,11 +127,7 @@ impl<V: Tombstone> PrefixTable<V> {
         }
         let i = self.position(k)?;
         let v = std::mem::replace(&mut self.vals[i], V::DEAD);
-        if v.is_dead() {
-            return None;
-        }
-        self.live -= 1;
-        Some(v)
+        (!v.is_dead()).then_some(v)
     }
 
     /// Moves the hash map's entries into the arrays, dropping removed entries, in place:
@@ -174,7 +164,6 @@ impl<V: Tombstone> PrefixTable<V> {
                 self.vals[w] = new[j].1;
             }
         }
-        self.live = total;
         self.rebuild_dir();
     }
 
