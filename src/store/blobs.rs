@@ -93,7 +93,8 @@ fn read_index(dir: &Path, pack: u32) -> Result<Vec<Rec>, StoreError> {
 
 /// Reads pack `pack` from `from` to its end, record by record, giving the id and location
 /// of each intact one to `f`. Stops at the first record that is short or does not hash to
-/// its id, and returns where that is (the end of the last intact record).
+/// its id, and returns where that is (the end of the last intact record). Zeros where a
+/// record would start are padding: skipped to the next [`super::packs::ALIGN`] boundary.
 fn read_records(
     dir: &Path,
     pack: u32,
@@ -111,9 +112,21 @@ fn read_records(
             .map_err(|e| io(&path, e))?;
     }
     let mut body = Vec::new();
-    while at + Packs::record_size(0) <= end {
+    while at < end {
         let mut head = [0u8; 36];
-        r.read_exact(&mut head).map_err(|e| io(&path, e))?;
+        let n = (end - at).min(head.len() as u64) as usize;
+        r.read_exact(&mut head[..n]).map_err(|e| io(&path, e))?;
+        if head[..n].iter().all(|&b| b == 0) {
+            // Padding up to the next direct write ([`super::packs::ALIGN`]).
+            let next = super::packs::round_up(at + 1).min(end);
+            r.seek_relative((next - at - n as u64) as i64)
+                .map_err(|e| io(&path, e))?;
+            at = next;
+            continue;
+        }
+        if n < head.len() {
+            break;
+        }
         let len = u32::from_be_bytes(head[..4].try_into().expect("4 bytes"));
         let id: [u8; 32] = head[4..].try_into().expect("32 bytes");
         if at + Packs::record_size(len) > end {
