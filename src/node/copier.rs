@@ -66,26 +66,34 @@ pub(crate) fn copy_batches(
             raw.push(id.0);
         }
     }
-    let mut batch: Vec<([u8; 32], Vec<u8>)> = Vec::new();
-    let mut bytes = 0;
+    // The bodies of a batch, one after the other in `data` (kept from batch to batch: a
+    // buffer per body was a malloc, a free and fresh pages for every message).
+    let mut data: Vec<u8> = Vec::with_capacity(2 * COPY_BATCH_BYTES);
+    let mut batch: Vec<([u8; 32], std::ops::Range<usize>)> = Vec::new();
     let mut failed = None;
-    let mut store = |batch: &mut Vec<([u8; 32], Vec<u8>)>| -> Result<(), NodeError> {
+    let mut store = |data: &mut Vec<u8>,
+                     batch: &mut Vec<([u8; 32], std::ops::Range<usize>)>|
+     -> Result<(), NodeError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let items: Vec<([u8; 32], &[u8])> = batch.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        let items: Vec<([u8; 32], &[u8])> =
+            batch.iter().map(|(i, r)| (*i, &data[r.clone()])).collect();
         to.blob_put_many(&items)?;
-        let n = items.iter().map(|(_, b)| b.len() as u64).sum();
-        each(batch.drain(..).map(|(i, _)| BlobId(i)).collect(), n);
+        each(
+            batch.drain(..).map(|(i, _)| BlobId(i)).collect(),
+            data.len() as u64,
+        );
+        data.clear();
         Ok(())
     };
     // `blob_get_many` hands over only bodies whose hash matches their id.
     from.blob_get_many(&raw, &mut |id, b| {
-        bytes += b.len();
-        batch.push((*id, b));
-        if bytes >= COPY_BATCH_BYTES {
-            bytes = 0;
-            if let Err(e) = store(&mut batch) {
+        let at = data.len();
+        data.extend_from_slice(b);
+        batch.push((*id, at..data.len()));
+        if data.len() >= COPY_BATCH_BYTES {
+            if let Err(e) = store(&mut data, &mut batch) {
                 failed = Some(e);
                 return false;
             }
@@ -95,7 +103,7 @@ pub(crate) fn copy_batches(
     if let Some(e) = failed {
         return Err(e);
     }
-    store(&mut batch)
+    store(&mut data, &mut batch)
 }
 
 impl Copier {

@@ -55,7 +55,7 @@ impl Kv for TimedKv {
     fn blob_get_many(
         &self,
         ids: &[[u8; 32]],
-        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+        f: &mut dyn FnMut(&[u8; 32], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         self.inner.blob_get_many(ids, f)
     }

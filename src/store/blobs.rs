@@ -388,7 +388,7 @@ impl Blobs {
     pub fn get_many(
         &self,
         ids: &[[u8; 32]],
-        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+        f: &mut dyn FnMut(&[u8; 32], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let l = self.loaded()?;
         let mut at: Vec<(Loc, &[u8; 32])> = {

@@ -119,11 +119,11 @@ pub trait Kv: Send + Sync {
     fn blob_get_many(
         &self,
         ids: &[[u8; 32]],
-        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+        f: &mut dyn FnMut(&[u8; 32], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         for id in ids {
             if let Some(b) = self.blob_get(id)? {
-                if !f(id, b) {
+                if !f(id, &b) {
                     break;
                 }
             }

@@ -286,9 +286,7 @@ impl Packs {
             }
         }
         let base = w.len;
-        w.file
-            .write_all(&buf[lead..])
-            .map_err(|e| io(&path, e))?;
+        w.file.write_all(&buf[lead..]).map_err(|e| io(&path, e))?;
         w.len += n as u64;
         w.dirty = true;
         Ok(base)
@@ -358,7 +356,7 @@ impl Packs {
     pub fn read_many(
         &self,
         at: &[(Loc, &[u8; 32])],
-        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+        f: &mut dyn FnMut(&[u8; 32], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let mut buf = Vec::new();
         let mut i = 0;
@@ -387,7 +385,7 @@ impl Packs {
                     // The span runs past the end of the file: body by body.
                     for (loc, id) in run {
                         if let Some(b) = self.read(id, *loc)? {
-                            if !f(id, b) {
+                            if !f(id, &b) {
                                 return Ok(());
                             }
                         }
@@ -402,7 +400,7 @@ impl Packs {
                 if !intact(id, b) {
                     continue;
                 }
-                if !f(id, b.to_vec()) {
+                if !f(id, b) {
                     return Ok(());
                 }
             }

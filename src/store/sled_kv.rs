@@ -381,7 +381,7 @@ impl Kv for SledKv {
     fn blob_get_many(
         &self,
         ids: &[[u8; 32]],
-        f: &mut dyn FnMut(&[u8; 32], Vec<u8>) -> bool,
+        f: &mut dyn FnMut(&[u8; 32], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         self.blobs.get_many(ids, f)
     }
