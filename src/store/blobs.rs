@@ -93,8 +93,9 @@ fn read_index(dir: &Path, pack: u32) -> Result<Vec<Rec>, StoreError> {
 
 /// Reads pack `pack` from `from` to its end, record by record, giving the id and location
 /// of each intact one to `f`. Stops at the first record that is short or does not hash to
-/// its id, and returns where that is (the end of the last intact record). Zeros where a
-/// record would start are padding: skipped to the next [`super::packs::ALIGN`] boundary.
+/// its id, and returns where that is (the end of the last intact record). A record header's
+/// worth of zeros where a record would start is padding (gaps around direct writes are
+/// never shorter): skipped to the next [`super::packs::ALIGN`] boundary.
 fn read_records(
     dir: &Path,
     pack: u32,
@@ -119,7 +120,8 @@ fn read_records(
         if head[..n].iter().all(|&b| b == 0) {
             // Padding up to the next direct write ([`super::packs::ALIGN`]).
             let next = super::packs::round_up(at + 1).min(end);
-            r.seek_relative((next - at - n as u64) as i64)
+            // Back, when the gap ends within the header just read.
+            r.seek_relative(next as i64 - (at + n as u64) as i64)
                 .map_err(|e| io(&path, e))?;
             at = next;
             continue;

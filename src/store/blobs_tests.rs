@@ -432,3 +432,59 @@ fn large_appends_are_aligned_and_found_past_their_padding() {
         .len();
     assert!(size >= l_more.last().expect("more").offset);
 }
+
+/// A body of `len` bytes made from `tag` (never zero bytes).
+fn sized(tag: u32, len: usize) -> ([u8; 32], Vec<u8>) {
+    let seed = format!("body {tag} ");
+    let b: Vec<u8> = seed.bytes().cycle().take(len).collect();
+    (Sha256::digest(&b).into(), b)
+}
+
+/// Gaps around direct writes never read as a record: whatever a buffered append leaves
+/// before the next 4 KiB boundary (1 to 40 bytes here, around the 36 of a record header),
+/// and whatever a direct append's last record leaves before the next one, a load without
+/// index files finds every body, and cuts nothing.
+#[test]
+fn every_gap_around_a_direct_append_is_skipped_by_the_scan() {
+    for short in [1usize, 3, 10, 35, 36, 37, 40] {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = Packs::open(dir.path()).expect("packs");
+        let mut all = Vec::new();
+        let mut put = |items: Vec<([u8; 32], Vec<u8>)>| {
+            let r: Vec<(&[u8; 32], &[u8])> = items.iter().map(|(i, b)| (i, b.as_slice())).collect();
+            p.append_many(&r).expect("append");
+            all.extend(items);
+        };
+        // A buffered record ending `short` bytes before the first boundary.
+        put(vec![sized(0, 4096 - short - 36)]);
+        // A direct append of 40 records whose last one ends `short` bytes before a boundary.
+        let mut big: Vec<_> = (1..40).map(|t| sized(t, 4000)).collect();
+        let used: usize = big.iter().map(|(_, b)| b.len() + 36).sum();
+        let last = (used / 4096 + 2) * 4096 - short - used - 36;
+        big.push(sized(40, last));
+        put(big);
+        // Then a small (buffered) one, and another direct one.
+        put(vec![sized(41, 100)]);
+        put((42..80).map(|t| sized(t, 4000)).collect());
+        p.sync().expect("sync");
+        drop(p);
+        let pack = dir.path().join("pack-000000");
+        let size = std::fs::metadata(&pack).expect("pack").len();
+        let _ = std::fs::remove_file(dir.path().join("pack-000000.idx"));
+        let b = Blobs::open(dir.path());
+        assert_eq!(b.count().expect("count"), all.len(), "gap of {short} bytes");
+        for (id, bytes) in &all {
+            assert_eq!(
+                b.get(id).expect("get").as_ref(),
+                Some(bytes),
+                "gap of {short} bytes"
+            );
+        }
+        drop(b);
+        assert_eq!(
+            std::fs::metadata(&pack).expect("pack").len(),
+            size,
+            "nothing cut"
+        );
+    }
+}

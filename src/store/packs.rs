@@ -15,9 +15,9 @@
 //! sha256 of what it read, so a torn record reads as missing, never as a wrong body.
 //!
 //! Record format: `len: u32 BE`, `id: [u8; 32]`, then `len` bytes. Large appends are
-//! written with `O_DIRECT` ([`DIRECT_MIN`]), starting on an [`ALIGN`] boundary: the bytes
-//! between records there are zeros, which a record cannot start with (an empty body's id
-//! is not zero), and which a scan of a pack skips.
+//! written with `O_DIRECT` ([`DIRECT_MIN`]), starting on an [`ALIGN`] boundary: the gaps
+//! around them are zeros, at least a record header long, which a record cannot start with
+//! (an empty body's id is not zero), and which a scan of a pack skips.
 
 use super::StoreError;
 use sha2::{Digest, Sha256};
@@ -95,12 +95,27 @@ const DIRECT_MIN: u64 = 128 << 10;
 
 /// Direct writes start and end on this boundary (the largest logical block size of
 /// common disks) from a buffer aligned to it; the zeros between the end of the last
-/// record before one and the boundary are padding, which readers of a pack skip.
+/// record before one and the boundary (at least [`HEADER`] bytes: [`gap_up`]) are padding,
+/// which readers of a pack skip.
 pub(super) const ALIGN: u64 = 4096;
 
 /// `n` rounded up to a multiple of [`ALIGN`].
 pub(super) fn round_up(n: u64) -> u64 {
     n.div_ceil(ALIGN) * ALIGN
+}
+
+/// `n` rounded up to a multiple of [`ALIGN`] that leaves either no gap or one of at least a
+/// record header: where a direct write starts after `n` bytes of pack, and how long a direct
+/// write of `n` bytes is once padded. A scan takes [`HEADER`] zero bytes for a gap (no record
+/// starts so: an empty body's id is not zero); a shorter gap would read as the start of a
+/// record made of zeros and the next record's first bytes, and end the pack there.
+fn gap_up(n: u64) -> u64 {
+    let b = round_up(n);
+    if b > n && b - n < HEADER {
+        b + ALIGN
+    } else {
+        b
+    }
 }
 
 /// Whether `bytes` hash to `id`; a body that does not is treated as missing.
@@ -208,7 +223,7 @@ impl Packs {
         for (id, bytes) in items {
             let len = bytes.len() as u32;
             let gathered = (buf.len() - lead) as u64;
-            let start = if direct { round_up(w.len) } else { w.len };
+            let start = if direct { gap_up(w.len) } else { w.len };
             if start + gathered > 0 && start + gathered + HEADER + u64::from(len) > PACK_LIMIT {
                 let base = self.write_seg(&mut w, &mut buf, lead, direct)?;
                 for l in &mut locs[seg..] {
@@ -263,8 +278,8 @@ impl Packs {
         let path = Self::path(&self.dir, w.pack);
         if direct {
             if let Some(f) = &w.direct {
-                let base = round_up(w.len);
-                buf.resize(lead + round_up(n as u64) as usize, 0);
+                let base = gap_up(w.len);
+                buf.resize(lead + gap_up(n as u64) as usize, 0);
                 match f.write_all_at(&buf[lead..], base) {
                     Ok(()) => {
                         w.len = base + (buf.len() - lead) as u64;
