@@ -184,7 +184,7 @@ pub enum Change {
 pub trait ViewTables {
     type Error;
     fn msg(&mut self, guid: &Guid) -> Result<Option<MsgRec>, Self::Error>;
-    fn put_msg(&mut self, guid: &Guid, rec: &MsgRec);
+    fn put_msg(&mut self, guid: &Guid, rec: MsgRec);
     fn claims_at(&mut self, uid: Uid) -> Result<Vec<(Guid, OpId)>, Self::Error>;
     fn put_claims_at(&mut self, uid: Uid, claims: &[(Guid, OpId)]);
     fn put_row(&mut self, uid: Uid, row: Option<&ViewRow>);
@@ -252,7 +252,7 @@ pub fn apply_facts<T: ViewTables>(
                         home: *home,
                         shown: None,
                     };
-                    t.put_msg(guid, &rec);
+                    t.put_msg(guid, rec);
                     touch(*guid, true);
                 }
             }
@@ -266,7 +266,7 @@ pub fn apply_facts<T: ViewTables>(
                     continue;
                 }
                 rec.claims.push((*uid, *op));
-                t.put_msg(guid, &rec);
+                t.put_msg(guid, rec);
                 let mut at = t.claims_at(*uid)?;
                 at.push((*guid, *op));
                 t.put_claims_at(*uid, &at);
@@ -301,10 +301,10 @@ pub fn apply_facts<T: ViewTables>(
                     rec.flags.remove(flag)
                 };
                 if changed_flags {
-                    t.put_msg(guid, &rec);
+                    t.put_msg(guid, rec);
                     touch(*guid, true);
                 } else if changed_tags {
-                    t.put_msg(guid, &rec);
+                    t.put_msg(guid, rec);
                 }
             }
             Fact::Expunge { guid } => {
@@ -313,7 +313,7 @@ pub fn apply_facts<T: ViewTables>(
                 };
                 if !rec.expunged {
                     rec.expunged = true;
-                    t.put_msg(guid, &rec);
+                    t.put_msg(guid, rec);
                     touch(*guid, true);
                 }
             }
@@ -416,6 +416,6 @@ fn refresh<T: ViewTables>(
             seen,
         });
     }
-    t.put_msg(guid, &rec);
+    t.put_msg(guid, rec);
     Ok(())
 }

@@ -508,12 +508,12 @@ impl ViewTables for ViewTx<'_, '_> {
     fn msg(&mut self, guid: &Guid) -> Result<Option<MsgRec>, StoreError> {
         self.msg_rec(guid)
     }
-    fn put_msg(&mut self, guid: &Guid, rec: &MsgRec) {
+    fn put_msg(&mut self, guid: &Guid, rec: MsgRec) {
         // The engine reads a message's record before it writes it, so the block is cached.
         // Were it not and could it not be read, the transaction must not commit.
         match self.msg_block(guid) {
             Ok((b, written)) => {
-                b.insert(*guid, rec.clone());
+                b.insert(*guid, rec);
                 *written = true;
             }
             Err(e) => {
