@@ -24,6 +24,12 @@ fn put(b: &Blobs, range: std::ops::Range<u32>) {
     b.put_many(&refs).expect("put");
 }
 
+/// Appends `items` to the packs with one `append_many`.
+fn append(p: &Packs, items: &[([u8; 32], Vec<u8>)]) -> Vec<Loc> {
+    let r: Vec<(&[u8; 32], &[u8])> = items.iter().map(|(i, b)| (i, b.as_slice())).collect();
+    p.append_many(&r).expect("append")
+}
+
 fn all_there(b: &Blobs, range: std::ops::Range<u32>) {
     for i in range {
         let (id, bytes) = body(i);
@@ -392,14 +398,10 @@ fn large_appends_are_aligned_and_found_past_their_padding() {
     let small: Vec<_> = (0..3).map(body).collect();
     let big: Vec<_> = (1000..4000).map(body).collect();
     let more: Vec<_> = (4000..7000).map(body).collect();
-    let refs = |v: &[([u8; 32], Vec<u8>)]| -> Vec<Loc> {
-        let r: Vec<(&[u8; 32], &[u8])> = v.iter().map(|(i, b)| (i, b.as_slice())).collect();
-        p.append_many(&r).expect("append")
-    };
-    let l_small = refs(&small);
-    let l_big = refs(&big);
-    let l_small2 = refs(&small);
-    let l_more = refs(&more);
+    let l_small = append(&p, &small);
+    let l_big = append(&p, &big);
+    let l_small2 = append(&p, &small);
+    let l_more = append(&p, &more);
     p.sync().expect("sync");
     for l in [&l_big, &l_more] {
         let start = l[0].offset - Packs::record_size(0);
@@ -451,8 +453,7 @@ fn every_gap_around_a_direct_append_is_skipped_by_the_scan() {
         let p = Packs::open(dir.path()).expect("packs");
         let mut all = Vec::new();
         let mut put = |items: Vec<([u8; 32], Vec<u8>)>| {
-            let r: Vec<(&[u8; 32], &[u8])> = items.iter().map(|(i, b)| (i, b.as_slice())).collect();
-            p.append_many(&r).expect("append");
+            append(&p, &items);
             all.extend(items);
         };
         // A buffered record ending `short` bytes before the first boundary.

@@ -64,10 +64,9 @@ struct Writer {
     pack: u32,
     /// Opened for appending: small appends go through the page cache.
     file: File,
-    /// The same file opened with `O_DIRECT`, for large appends.
+    /// The same file opened with `O_DIRECT`, for large appends; none once the file system
+    /// refused it (the next pack does not try again).
     direct: Option<File>,
-    /// The file system refused direct writes (or has none): not tried again.
-    refused: bool,
     len: u64,
     /// Written since the last `sync`.
     dirty: bool,
@@ -183,7 +182,6 @@ impl Packs {
         Ok(Writer {
             pack,
             file,
-            refused: direct.is_none(),
             direct,
             len,
             dirty: false,
@@ -225,10 +223,7 @@ impl Packs {
             let gathered = (buf.len() - lead) as u64;
             let start = if direct { gap_up(w.len) } else { w.len };
             if start + gathered > 0 && start + gathered + HEADER + u64::from(len) > PACK_LIMIT {
-                let base = self.write_seg(&mut w, &mut buf, lead, direct)?;
-                for l in &mut locs[seg..] {
-                    l.offset += base;
-                }
+                self.write_seg(&mut w, &mut buf, lead, direct, &mut locs[seg..])?;
                 seg = locs.len();
                 buf.truncate(lead);
                 if w.dirty {
@@ -237,7 +232,7 @@ impl Packs {
                         .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
                 }
                 let next = w.pack + 1;
-                *w = Self::open_writer(&self.dir, next, !w.refused)?;
+                *w = Self::open_writer(&self.dir, next, w.direct.is_some())?;
             }
             let at = (buf.len() - lead) as u64;
             buf.extend_from_slice(&len.to_be_bytes());
@@ -249,10 +244,7 @@ impl Packs {
                 len,
             });
         }
-        let base = self.write_seg(&mut w, &mut buf, lead, direct)?;
-        for l in &mut locs[seg..] {
-            l.offset += base;
-        }
+        self.write_seg(&mut w, &mut buf, lead, direct, &mut locs[seg..])?;
         if buf.capacity() <= KEEP_BUF {
             w.buf = buf;
         }
@@ -260,51 +252,58 @@ impl Packs {
     }
 
     /// Writes the records gathered in `buf[lead..]` at the end of the current pack in one
-    /// call (a process killed mid-way leaves a torn tail no index entry names); returns
-    /// where they start. `direct`: with `O_DIRECT`, from the next [`ALIGN`] boundary and
-    /// padded with zeros to one, unless the file system refuses it (then buffered, from
-    /// then on).
+    /// call (a process killed mid-way leaves a torn tail no index entry names), and moves
+    /// their locations `locs` (relative to the start of `buf[lead..]`) to where they went.
+    /// `direct`: with `O_DIRECT`, from the next [`ALIGN`] boundary and padded with zeros to
+    /// one, unless the file system refuses it (then buffered, from then on).
     fn write_seg(
         &self,
         w: &mut Writer,
         buf: &mut Vec<u8>,
         lead: usize,
         direct: bool,
-    ) -> Result<u64, StoreError> {
+        locs: &mut [Loc],
+    ) -> Result<(), StoreError> {
         let n = buf.len() - lead;
         if n == 0 {
-            return Ok(w.len);
+            return Ok(());
         }
-        let path = Self::path(&self.dir, w.pack);
-        if direct {
-            if let Some(f) = &w.direct {
-                let base = gap_up(w.len);
-                buf.resize(lead + gap_up(n as u64) as usize, 0);
-                match f.write_all_at(&buf[lead..], base) {
-                    Ok(()) => {
-                        w.len = base + (buf.len() - lead) as u64;
-                        w.dirty = true;
-                        buf.truncate(lead + n);
-                        return Ok(base);
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                        tracing::warn!(file = %path.display(), error = %e,
-                            "direct writes refused: writing packs through the page cache");
-                        w.direct = None;
-                        w.refused = true;
-                        buf.truncate(lead + n);
-                        // A refused write may still have extended the file.
-                        w.len = w.file.metadata().map_err(|e| io(&path, e))?.len();
-                    }
-                    Err(e) => return Err(io(&path, e)),
+        let (dir, pack) = (&self.dir, w.pack);
+        let path = || Self::path(dir, pack);
+        let mut base = None;
+        if let (true, Some(f)) = (direct, &w.direct) {
+            let at = gap_up(w.len);
+            buf.resize(lead + gap_up(n as u64) as usize, 0);
+            match f.write_all_at(&buf[lead..], at) {
+                Ok(()) => {
+                    w.len = at + (buf.len() - lead) as u64;
+                    base = Some(at);
                 }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::warn!(file = %path().display(), error = %e,
+                        "direct writes refused: writing packs through the page cache");
+                    w.direct = None;
+                    buf.truncate(lead + n);
+                    // A refused write may still have extended the file.
+                    w.len = w.file.metadata().map_err(|e| io(&path(), e))?.len();
+                }
+                Err(e) => return Err(io(&path(), e)),
             }
         }
-        let base = w.len;
-        w.file.write_all(&buf[lead..]).map_err(|e| io(&path, e))?;
-        w.len += n as u64;
+        let base = match base {
+            Some(b) => b,
+            None => {
+                let b = w.len;
+                w.file.write_all(&buf[lead..]).map_err(|e| io(&path(), e))?;
+                w.len += n as u64;
+                b
+            }
+        };
         w.dirty = true;
-        Ok(base)
+        for l in locs {
+            l.offset += base;
+        }
+        Ok(())
     }
 
     /// Makes every body appended before the call durable. The `fdatasync` runs on a second
@@ -439,7 +438,7 @@ impl Packs {
             .sync_data()
             .map_err(|e| io(&Self::path(&self.dir, w.pack), e))?;
         let next = w.pack + 1;
-        *w = Self::open_writer(&self.dir, next, !w.refused)?;
+        *w = Self::open_writer(&self.dir, next, w.direct.is_some())?;
         Ok(())
     }
 
