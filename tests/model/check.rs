@@ -23,9 +23,12 @@ impl Sim {
             }
             let mut visible: BTreeMap<String, BTreeSet<Guid>> = BTreeMap::new();
             for s in &st {
-                // Invariant 4: UIDVALIDITY of a mailbox id never goes down (on any node);
-                // it goes up only when a rename takes a name that showed a greater one.
-                let key = format!("{i}/{}", s.id);
+                // Invariant 4: the UIDVALIDITY a mailbox shows under one name never goes
+                // down (on any node). Under another name it may be lower: a rename that
+                // took a greater value can lose its name register to a concurrent write of
+                // the old name (two nodes that create one name derive one mailbox), and the
+                // mailbox is back under the old name with that name's value.
+                let key = format!("{i}/{}/{}", s.id, s.name);
                 let uv = *self.uidvalidity.entry(key.clone()).or_insert(s.uidvalidity);
                 if s.uidvalidity > uv {
                     self.uidvalidity.insert(key, s.uidvalidity);
