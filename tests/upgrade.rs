@@ -12,6 +12,10 @@
 //! whose body was collected, a second mailbox, and one message on `a` not synced yet):
 //! its body index moves into index files on the first open, every body reads back, and the
 //! dirs sync and collect bodies as before.
+//!
+//! A data dir of format 6 (tests/fixtures/format6.tar.gz: `a` with 300 messages appended
+//! in one batch, so their records share one 54 KB block, a flag added, one expunged) has
+//! that block split into parts on the first open and shows, changes and syncs the same.
 
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -225,4 +229,71 @@ fn a_format_4_data_dir_moves_its_body_index_and_syncs() {
     let la = ok(&a, &["list", "--account", "alice", "--mailbox", "INBOX"]);
     assert_eq!(la.lines().count(), 4);
     bodies_read_back(&a, "INBOX", &la);
+}
+
+/// What the format-6 release printed for `a`: `status`, and the sha256 of `list` of INBOX.
+const F6_STATUS: &str = "\
+ACCOUNT MAILBOX UIDVALIDITY UIDNEXT MESSAGES UNSEEN DIGEST
+alice INBOX 8290657 301 299 0 79c90a7b690a3b9e0e158e05f09de6e7
+";
+const F6_LIST_SHA256: &str = "81df0d0b6e36acf58b282dd0a79aacac504462e8f84c06d35c2b7e552ebe961f";
+
+#[test]
+fn a_format_6_data_dir_splits_its_message_blocks_and_syncs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    untar("format6.tar.gz", tmp.path());
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let inbox = ["list", "--account", "alice", "--mailbox", "INBOX"];
+    let (code, list, err) = dovetail(&a, &inbox);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("upgrading the data dir"), "{err}");
+    assert_eq!(
+        hex::encode(Sha256::digest(list.as_bytes())),
+        F6_LIST_SHA256,
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 299);
+    assert!(list.contains("\n7 000661a8cea3f9629cc2319f99cab946 ($Work \\Seen) 23 "));
+    assert!(!list.contains("\n9 "), "UID 9 was expunged");
+    let (code, out, err) = dovetail(&a, &["status"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, F6_STATUS);
+    let some: String = list
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| i % 37 == 0 || *i == 298)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    bodies_read_back(&a, "INBOX", &some);
+    // A record of the split block changes, and the block takes one more message.
+    let flags = ["flags", "--account", "alice", "--mailbox", "INBOX", "--uid"];
+    ok(&a, &[&flags[..], &["300", "-\\Seen"]].concat());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = dir.path().join("m");
+    std::fs::write(&m, "Subject: new\r\n\r\nafter the upgrade\r\n").expect("write");
+    let out = ok(
+        &a,
+        &[
+            "append",
+            "--account",
+            "alice",
+            "--mailbox",
+            "INBOX",
+            m.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.starts_with("301 "), "{out}");
+    let after = ok(&a, &inbox);
+    assert_eq!(after.lines().count(), 300);
+    assert!(
+        after.contains("\n300 000661a8cea3fa87b1a9ea3f1adfbbaa () 27 "),
+        "{after}"
+    );
+    assert!(ok(&a, &["status"]).contains(" 302 300 2 "));
+    // Into an empty dir, and back the same.
+    ok(&b, &["init"]);
+    both(&["sync"], &a, &b);
+    both(&["diff"], &a, &b);
+    assert_eq!(ok(&b, &inbox), after);
+    bodies_read_back(&b, "INBOX", &after);
 }

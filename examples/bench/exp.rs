@@ -158,3 +158,28 @@ pub fn scen_exp_blobs(n: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// `exp-sizes DIR`: the sizes of the values in a data dir's sled tree, per key prefix.
+pub fn run_exp_sizes(dir: &str) -> Result<()> {
+    use dovetail::store::Kv;
+    let kv = dovetail::store::open_sled(std::path::Path::new(dir))?;
+    let mut by: std::collections::BTreeMap<u8, Vec<f64>> = Default::default();
+    kv.scan(b"", &mut |k, v| {
+        by.entry(k[0]).or_default().push(v.len() as f64);
+        true
+    })?;
+    for (p, mut v) in by {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let sum: f64 = v.iter().sum();
+        println!(
+            "{}: {} values, {:.1} MB, median {:.0} B, p90 {:.0}, max {:.0}",
+            p as char,
+            v.len(),
+            sum / 1e6,
+            median(&v),
+            percentile(&v, 0.9),
+            percentile(&v, 1.0)
+        );
+    }
+    Ok(())
+}

@@ -97,6 +97,10 @@ fn main() -> Result<()> {
             };
             return run_crash_write(d, k);
         }
+        "exp-sizes" => {
+            let Some(d) = args.get(1) else { usage() };
+            return exp::run_exp_sizes(d);
+        }
         "load-docs" => {
             let Some(d) = args.get(1) else { usage() };
             return run_load_docs(d);

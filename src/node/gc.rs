@@ -12,7 +12,7 @@
 use super::doc_id::{parse_doc_id, DocKind};
 use super::{NodeError, Replica};
 use crate::crdt::meta::ChangeMeta;
-use crate::store::{tables, GcStats, Tx};
+use crate::store::{GcStats, Tx};
 use automerge::ChangeHash;
 use std::collections::HashSet;
 
@@ -20,28 +20,15 @@ impl Replica {
     /// Drops the bodies nothing needs any more; see the module documentation.
     pub fn gc(&mut self) -> Result<GcStats, NodeError> {
         let mut live: HashSet<[u8; 32]> = HashSet::new();
-        let mut err = None;
-        self.kv.scan(
-            b"N",
-            &mut |k, v| match tables::decode::<tables::MsgBlock>(k, v) {
-                Ok(block) => {
-                    live.extend(
-                        block
-                            .values()
-                            .filter(|rec| !rec.expunged)
-                            .map(|rec| rec.blob.0),
-                    );
-                    true
-                }
-                Err(e) => {
-                    err = Some(e);
-                    false
-                }
-            },
-        )?;
-        if let Some(e) = err {
-            return Err(e.into());
-        }
+        crate::store::msg_blocks::scan(self.kv.as_ref(), b"N", &mut |_, block| {
+            live.extend(
+                block
+                    .values()
+                    .filter(|rec| !rec.expunged)
+                    .map(|rec| rec.blob.0),
+            );
+            true
+        })?;
         // Waiting changes: the bodies they add must stay (they were fetched for them).
         let mut pending: Vec<(ChangeHash, String)> = Vec::new();
         self.kv.scan(b"P", &mut |k, v| {

@@ -231,6 +231,50 @@ mod tests {
         assert_eq!(sa[0].messages, 12);
         assert_eq!(sa, sb);
     }
+    /// sled splits a tree leaf by its count of values (16), not its bytes, and writes a
+    /// leaf over 128 KiB to a file of its own: no table may hold a value over 8 KiB, however
+    /// many messages share a GUID window (a bulk append), on the appending side or on the
+    /// side a sync fills.
+    #[test]
+    fn no_stored_value_outgrows_a_sled_page_share() {
+        let a_name = AccountName::try_from("alice").expect("account");
+        let inbox = MailboxName::inbox();
+        let mut a = replica(1);
+        a.create_account(&a_name).expect("account");
+        let msgs = (0..1500)
+            .map(|i| NewMessage {
+                name: format!("m{i}"),
+                bytes: format!("Subject: {i}\r\n\r\nbody\r\n").into_bytes(),
+                flags: FlagSet::new(),
+                internal_date: 0,
+            })
+            .collect();
+        a.append(&a_name, &inbox, msgs, 0).expect("append");
+        let mut b = replica(2);
+        sync_pair(&mut a, &mut b, 0).expect("sync");
+        assert_eq!(b.status(&a_name).expect("b")[0].messages, 1500);
+        for r in [&a, &b] {
+            let (mut longest, mut blocks) = ((0, Vec::new()), 0);
+            r.kv()
+                .scan(b"", &mut |k, v| {
+                    if v.len() > longest.0 {
+                        longest = (v.len(), k.to_vec());
+                    }
+                    blocks += usize::from(k.starts_with(b"N"));
+                    true
+                })
+                .expect("scan");
+            assert!(
+                longest.0 <= 8192,
+                "{} bytes under {}",
+                longest.0,
+                String::from_utf8_lossy(&longest.1)
+            );
+            // The records do share blocks (stored in parts): this test sees big blocks.
+            assert!(blocks > 10, "{blocks} values under N");
+        }
+    }
+
     /// Bodies shared by messages of two mailboxes (a copy), synced between two data dirs
     /// on disk: each body is copied once, and every message of both mailboxes reads back
     /// on the receiving side.

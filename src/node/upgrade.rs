@@ -9,7 +9,7 @@ use super::doc_id::{parse_doc_id, DocKind};
 use super::{NodeError, Replica};
 use crate::crdt::meta::ChangeMeta;
 use crate::crdt::segment::{facts_of_change, Fact, SegmentRef};
-use crate::store::{tables, Kv, Tx};
+use crate::store::{msg_blocks, tables, Kv, Tx};
 use std::collections::BTreeMap;
 
 /// The format this version writes. 1: the first release (no `V` key). 2: flag tags, per
@@ -22,8 +22,9 @@ use std::collections::BTreeMap;
 /// packs (`store::blobs`) instead of sled's `blobidx` tree, where a version before 5 would
 /// find no body: the store layer moves it when it opens the data dir, before this runs.
 /// 6: message records in blocks per GUID window (`N`) instead of a record per message
-/// (`G`).
-pub const FORMAT: u32 = 6;
+/// (`G`). 7: those blocks in parts of 4 KiB (`store::msg_blocks`), which a version before 7
+/// would read as truncated blocks.
+pub const FORMAT: u32 = 7;
 
 /// Prefixes of the derived view tables (`U`, `C`: the per-UID claims and per-entry change
 /// index of formats before 4; `G`: the per-message records of formats before 6).
@@ -51,6 +52,10 @@ impl Replica {
                 return Err(NodeError::Io(format!(
                     "this data dir has format {f}, written by a newer dovetail (this one reads up to {FORMAT})"
                 )))
+            }
+            Some(6) => {
+                tracing::warn!(from = 6, to = FORMAT, "upgrading the data dir: message blocks in parts");
+                msg_blocks::split_whole(self.kv.as_ref())?;
             }
             // Message records into blocks (format 4: the body index was moved by the store
             // layer as it opened the data dir).
@@ -181,8 +186,15 @@ fn block_claims(kv: &dyn Kv) -> Result<(), NodeError> {
 }
 
 /// Moves the per-message records (`G` + mailbox + GUID) of a store before format 6 into
-/// blocks per GUID window (`N`).
+/// blocks per GUID window (`N`), then splits the blocks into parts (all `G` records are
+/// gone before the first split, so a rerun after a crash merges only into whole blocks).
 fn block_msgs(kv: &dyn Kv) -> Result<(), NodeError> {
+    block_msgs_whole(kv)?;
+    msg_blocks::split_whole(kv)?;
+    Ok(())
+}
+
+fn block_msgs_whole(kv: &dyn Kv) -> Result<(), NodeError> {
     use crate::crdt::view::MsgRec;
     use crate::model::{Guid, MailboxId};
     rebucket::<Guid, MsgRec>(kv, b"G", "message", &|k, v| {
@@ -387,13 +399,21 @@ mod tests {
             true
         })
         .unwrap();
-        kv.scan(b"N", &mut |_, _| {
+        msg_blocks::scan(&kv, b"N", &mut |_, _| {
             blocks += 1;
             true
         })
         .unwrap();
         assert_eq!(left, 0, "per-message records left");
         assert!(blocks < 1_100, "{blocks} blocks");
+        // Split into parts, as format 7 stores them.
+        let mut longest = 0;
+        kv.scan(b"N", &mut |_, v| {
+            longest = longest.max(v.len());
+            true
+        })
+        .unwrap();
+        assert!(longest <= tables::CHUNK_PART, "a value of {longest} bytes");
         let mut tx = Tx::new(&kv);
         let mut v = tx.view(mb);
         for (i, g) in guids.iter().enumerate() {

@@ -11,6 +11,7 @@ mod blobs_tests;
 pub mod changes;
 mod keydir;
 mod mem;
+pub mod msg_blocks;
 pub mod packs;
 mod prefix_table;
 pub mod rows_ref;

@@ -5,7 +5,7 @@
 //! | `D`    | doc id, 0, chunk index (be) | automerge chunk (snapshot or changes)   |
 //! | `H`    | doc id                      | [`DocMeta`]: heads, chunk range         |
 //! | `M`    | mailbox id                  | [`MailboxMeta`]                         |
-//! | `N`    | mailbox id, GUID window (be) | message records of GUIDs minted in one window of [`MSG_WINDOW_US`]: {GUID: [`MsgRec`]} |
+//! | `N`    | mailbox id, GUID window (be) [, part] | message records of GUIDs minted in one window of [`MSG_WINDOW_US`]: {GUID: [`MsgRec`]}, in parts ([`super::msg_blocks`]) |
 //! | `Q`    | mailbox id, UID / 64 (be)   | claims of 64 consecutive UIDs: [(UID, [(GUID, op)])] |
 //! | `R`    | mailbox id, UID / 64 (be)   | visible messages of 64 consecutive UIDs: [(UID, [`ViewRow`])] |
 //! | `P`    | mailbox id, change hash     | doc id of a change not yet applied      |
@@ -23,6 +23,9 @@
 //! merges them into the stored block at commit.
 
 use super::changes::ChangeBlock;
+pub(crate) use super::msg_blocks::key_msg_block;
+use super::msg_blocks::{self, Stored};
+pub use super::msg_blocks::{msg_window, prefix_msgs, MsgBlock, MSG_WINDOW_US};
 use super::{Kv, StoreError};
 use crate::crdt::view::{Change, MailboxMeta, MsgRec, ViewRow, ViewTables};
 use crate::model::{Guid, MailboxId, ModSeq, NodeId, OpId, Uid};
@@ -33,10 +36,6 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Visible rows per `R` record.
 pub const ROWS_PER_BLOCK: u32 = 64;
-
-/// Microseconds of GUID minting time per `N` record: a bulk append at 20-30k messages a
-/// second puts ~100 records in one (~10 KB), an interactive one a record each.
-pub const MSG_WINDOW_US: u64 = 4096;
 
 /// Incremental chunks a document may accumulate before it is compacted into one snapshot.
 /// Loading replays every incremental chunk as a remote change, which automerge 0.12 does in
@@ -84,17 +83,6 @@ pub const CHUNK_PART: usize = 4096;
 pub fn key_mailbox(mb: &MailboxId) -> Vec<u8> {
     [b"M".as_slice(), mb.as_bytes()].concat()
 }
-/// The window of a GUID: its first 8 bytes are its minting time in microseconds
-/// ([`Guid::mint`]), so the messages appended together share a window and one record.
-/// (Random GUIDs of older versions get a window each: one record per message, as before.)
-pub fn msg_window(g: &Guid) -> u64 {
-    u64::from_be_bytes(g.as_bytes()[..8].try_into().expect("8 bytes")) / MSG_WINDOW_US
-}
-/// The key of the message records of window `w` (format 5 and before: one `G` record per
-/// message, a sled insert per appended message).
-pub(crate) fn key_msg_block(mb: &MailboxId, w: u64) -> Vec<u8> {
-    [b"N".as_slice(), mb.as_bytes(), &w.to_be_bytes()].concat()
-}
 /// The key of the claims of UIDs `64 * block ..= 64 * block + 63`. (Format 3 kept one `U`
 /// record per UID: an append wrote one more sled record per message.)
 pub(crate) fn key_claims_block(mb: &MailboxId, block: u32) -> Vec<u8> {
@@ -110,10 +98,6 @@ pub fn row_block(mb: &MailboxId, uid: Uid) -> Vec<u8> {
 /// Prefix of a mailbox's visible rows.
 pub fn prefix_rows(mb: &MailboxId) -> Vec<u8> {
     [b"R".as_slice(), mb.as_bytes()].concat()
-}
-/// Prefix of a mailbox's message records.
-pub fn prefix_msgs(mb: &MailboxId) -> Vec<u8> {
-    [b"N".as_slice(), mb.as_bytes()].concat()
 }
 pub fn key_pending(mb: &MailboxId, h: &ChangeHash) -> Vec<u8> {
     [b"P".as_slice(), mb.as_bytes(), &h.0].concat()
@@ -151,9 +135,6 @@ type Claims = Vec<(Guid, OpId)>;
 /// stored as postcard encodes the map: a count, then each (UID, claims) in order.
 type ClaimsBlock = BTreeMap<Uid, Claims>;
 
-/// The message records of one GUID window.
-pub type MsgBlock = BTreeMap<Guid, MsgRec>;
-
 /// The writes of one operation, readable before they are applied (except visible rows,
 /// which are write-only here: they are merged into their blocks at commit, and read from the
 /// store by [`rows`]).
@@ -166,6 +147,8 @@ pub struct Tx<'a> {
     /// rewrites a message's record several times (its add, claim, flags, then where it
     /// shows): one decode and one encode each, not one per access.
     msgs: HashMap<(MailboxId, u64), (MsgBlock, bool)>,
+    /// The message-record blocks as read (written back by the parts that changed).
+    msgs_read: HashMap<(MailboxId, u64), Stored>,
     /// Claim blocks, by (mailbox, UID / 64).
     claims: HashMap<(MailboxId, u32), (ClaimsBlock, bool)>,
     /// Change-index blocks, by (mailbox, MODSEQ / 64).
@@ -181,6 +164,7 @@ impl<'a> Tx<'a> {
             writes: BTreeMap::new(),
             rows: BTreeMap::new(),
             msgs: HashMap::new(),
+            msgs_read: HashMap::new(),
             claims: HashMap::new(),
             changes: HashMap::new(),
             failed: None,
@@ -261,8 +245,14 @@ impl<'a> Tx<'a> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
+        let mut read = std::mem::take(&mut self.msgs_read);
         for ((mb, w), (b, written)) in std::mem::take(&mut self.msgs) {
-            self.put_block(key_msg_block(&mb, w), &b, written);
+            if written {
+                let old = read.remove(&(mb, w)).unwrap_or_default();
+                msg_blocks::write(&key_msg_block(&mb, w), &b, &old, &mut |k, v| {
+                    self.writes.insert(k, v);
+                });
+            }
         }
         for ((mb, block), (b, written)) in std::mem::take(&mut self.changes) {
             let key =
@@ -490,8 +480,10 @@ impl ViewTx<'_, '_> {
     fn msg_block(&mut self, guid: &Guid) -> Result<&mut (MsgBlock, bool), StoreError> {
         let k = (self.mb, msg_window(guid));
         if !self.tx.msgs.contains_key(&k) {
-            let block = self.tx.get_block(&key_msg_block(&self.mb, k.1))?;
+            // Blocks reach the transaction's writes only at commit: read the store.
+            let (block, read) = msg_blocks::read(self.tx.kv, &key_msg_block(&self.mb, k.1))?;
             self.tx.msgs.insert(k, (block, false));
+            self.tx.msgs_read.insert(k, read);
         }
         Ok(self.tx.msgs.get_mut(&k).expect("inserted above"))
     }
@@ -660,29 +652,16 @@ pub fn last_uid(kv: &dyn Kv, mb: &MailboxId) -> Result<Option<Uid>, StoreError> 
 /// The GUIDs of a mailbox's messages that are not expunged (visible or homeless).
 pub fn live_messages(kv: &dyn Kv, mb: &MailboxId) -> Result<Vec<Guid>, StoreError> {
     let mut out = Vec::new();
-    let mut err = None;
-    kv.scan(
-        &prefix_msgs(mb),
-        &mut |k, v| match decode::<MsgBlock>(k, v) {
-            Ok(block) => {
-                out.extend(
-                    block
-                        .into_iter()
-                        .filter(|(_, rec)| !rec.expunged)
-                        .map(|(g, _)| g),
-                );
-                true
-            }
-            Err(e) => {
-                err = Some(e);
-                false
-            }
-        },
-    )?;
-    match err {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    msg_blocks::scan(kv, &prefix_msgs(mb), &mut |_, block| {
+        out.extend(
+            block
+                .into_iter()
+                .filter(|(_, rec)| !rec.expunged)
+                .map(|(g, _)| g),
+        );
+        true
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]

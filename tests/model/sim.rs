@@ -568,17 +568,11 @@ impl Sim {
     /// have survived the crash: messages it added are accepted like any other.
     fn adopt_survivors(&mut self, i: usize) -> R<()> {
         let mut found = Vec::new();
-        self.kvs[i]
-            .scan(b"N", &mut |k, v| {
-                let mb = k.get(1..17).and_then(MailboxId::from_slice);
-                let block =
-                    dovetail::store::tables::decode::<dovetail::store::tables::MsgBlock>(k, v);
-                if let (Some(mb), Ok(block)) = (mb, block) {
-                    found.extend(block.into_keys().map(|g| (g, mb.to_hex())));
-                }
-                true
-            })
-            .map_err(|e| e.to_string())?;
+        dovetail::store::msg_blocks::scan(&self.kvs[i], b"N", &mut |mb, block| {
+            found.extend(block.into_keys().map(|g| (g, mb.to_hex())));
+            true
+        })
+        .map_err(|e| e.to_string())?;
         for (g, mb) in found {
             if !self.accepted.contains_key(&g) {
                 self.log(format!("  {g:?} survived the crash unacknowledged"));
