@@ -209,32 +209,39 @@ fn ds_sized(n: u64) -> Result<PathBuf> {
 }
 
 /// `dovetail sync DATASET EMPTY` against `cp -r` + `sync` of the messages as files and of
-/// the dataset's dir, per size.
+/// the dataset's dir, per size. The sizes take turns within each rep (10k, 100k, 1M, then
+/// again), so that the growth from one size to the next compares runs minutes apart, not
+/// runs on either side of half an hour of others (the machine's speed drifts by ±15 %).
 pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Result<()> {
     let bin = dovetail_bin()?;
-    let mut by_size = Vec::new();
+    let dst = bench_root().join("sync-dst");
+    let mut runs: Vec<SizeRuns> = Vec::new();
     for &n in sizes {
-        let src = ds_sized(n)?;
-        let files = files_sized(n)?;
-        let dst = bench_root().join("sync-dst");
+        let (src, files) = (ds_sized(n)?, files_sized(n)?);
         println!(
-            "== sync-empty: {n} messages, {} ({:.0} MiB; as files {:.0} MiB, load {})",
+            "== sync-empty: {n} messages, {} ({:.0} MiB; as files {:.0} MiB)",
             src.display(),
             du_mib(&src),
             du_mib(&files),
-            load()
         );
-        let (mut floor, mut dfloor, mut sync, mut rss) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..reps {
-            let fcp = cp_floor(&files.join("cur"), &dst)?.secs;
-            let cp = cp_floor(&src, &dst)?;
+        runs.push(SizeRuns {
+            n,
+            src,
+            files,
+            ..SizeRuns::default()
+        });
+    }
+    for rep in 0..reps {
+        for r in runs.iter_mut() {
+            let fcp = cp_floor(&r.files.join("cur"), &dst)?.secs;
+            let cp = cp_floor(&r.src, &dst)?;
             rm_synced(&dst)?;
             Replica::init(&dst)?;
             let s = measure(
                 Command::new(&bin)
                     .arg("--json")
                     .arg("sync")
-                    .arg(&src)
+                    .arg(&r.src)
                     .arg(&dst),
                 None,
             )?;
@@ -246,50 +253,92 @@ pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Resul
                     .output()?;
                 Ok(String::from_utf8(o.stdout)?)
             };
-            if st(&src)? != st(&dst)? {
-                bail!("sync-empty {n}: status differs after sync");
+            if st(&r.src)? != st(&dst)? {
+                bail!("sync-empty {}: status differs after sync", r.n);
             }
             println!(
-                "  cp -r + sync: files {:.2} s, data dir {:.2} s; dovetail sync {:.2} s (CPU {:.2} s), max RSS {:.0} MiB",
-                fcp, cp.secs, s.secs, s.cpu, s.maxrss_mib
+                "  run {rep}, {}k (load {}): cp -r + sync: files {:.2} s, data dir {:.2} s; dovetail sync {:.2} s (CPU {:.2} s), max RSS {:.0} MiB",
+                r.n / 1000,
+                load(),
+                fcp,
+                cp.secs,
+                s.secs,
+                s.cpu,
+                s.maxrss_mib
             );
-            floor.push(fcp);
-            dfloor.push(cp.secs);
-            sync.push(s.secs);
-            rss.push(s.maxrss_mib);
+            r.floor.push(fcp);
+            r.dfloor.push(cp.secs);
+            r.sync.push(s.secs);
+            r.cpu.push(s.cpu);
+            r.rss.push(s.maxrss_mib);
             rm(&dst)?;
         }
-        let (f, d, s) = (median(&floor), median(&dfloor), median(&sync));
+    }
+    for r in &runs {
+        let (f, d, s) = (median(&r.floor), median(&r.dfloor), median(&r.sync));
         println!(
-            "  median: floor (files) {f:.2} s, floor (data dir) {d:.2} s, sync {s:.2} s = {:.2}x the files floor, {:.2}x the data-dir floor, max RSS {:.0} MiB",
+            "  {}k median: floor (files) {f:.2} s, floor (data dir) {d:.2} s, sync {s:.2} s = {:.2}x the files floor, {:.2}x the data-dir floor, CPU {:.2} s, max RSS {:.0} MiB",
+            r.n / 1000,
             s / f,
             s / d,
-            median(&rss)
+            median(&r.cpu),
+            median(&r.rss)
         );
-        by_size.push((n, s));
         rows.push(Row {
-            what: format!("`dovetail sync` into an empty dir, {}k messages", n / 1000),
+            what: format!("`dovetail sync` into an empty dir, {}k messages", r.n / 1000),
             figure: format!(
                 "{s:.2} s = {:.2}x floor {f:.2} s (messages as files; {:.2}x the data-dir copy {d:.2} s); {:.0} MiB max RSS (runs {})",
                 s / f,
                 s / d,
-                median(&rss),
-                fmt_list(&sync, 2)
+                median(&r.rss),
+                fmt_list(&r.sync, 2)
             ),
             target: "<= 3x floor, <= 300 MB".into(),
-            pass: s <= 3.0 * f && median(&rss) * 1.048_576 <= 300.0,
+            pass: s <= 3.0 * f && median(&r.rss) * 1.048_576 <= 300.0,
         });
     }
-    for w in by_size.windows(2) {
+    for w in runs.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        // Per rep: the two sizes' runs of one rep were minutes apart.
+        let per_rep: Vec<f64> = a.sync.iter().zip(&b.sync).map(|(x, y)| y / x).collect();
+        let cpu: Vec<f64> = a.cpu.iter().zip(&b.cpu).map(|(x, y)| y / x).collect();
+        let growth = median(&b.sync) / median(&a.sync);
         println!(
-            "  growth {}k -> {}k: {:.1}x time for {:.0}x messages",
-            w[0].0 / 1000,
-            w[1].0 / 1000,
-            w[1].1 / w[0].1,
-            w[1].0 as f64 / w[0].0 as f64
+            "  growth {}k -> {}k: {growth:.1}x time (medians) for {:.0}x messages; per rep {} (median {:.1}x); CPU per rep {} (median {:.1}x)",
+            a.n / 1000,
+            b.n / 1000,
+            b.n as f64 / a.n as f64,
+            fmt_list(&per_rep, 1),
+            median(&per_rep),
+            fmt_list(&cpu, 1),
+            median(&cpu)
         );
+        if b.n == 10 * a.n && a.n >= 100_000 {
+            rows.push(Row {
+                what: format!("growth {}k -> {}k", a.n / 1000, b.n / 1000),
+                figure: format!(
+                    "{growth:.1}x (medians); per rep {}",
+                    fmt_list(&per_rep, 1)
+                ),
+                target: "<= 12x".into(),
+                pass: growth <= 12.0,
+            });
+        }
     }
     Ok(())
+}
+
+/// The runs of one size in [`scen_sync_empty`].
+#[derive(Default)]
+struct SizeRuns {
+    n: u64,
+    src: PathBuf,
+    files: PathBuf,
+    floor: Vec<f64>,
+    dfloor: Vec<f64>,
+    sync: Vec<f64>,
+    cpu: Vec<f64>,
+    rss: Vec<f64>,
 }
 
 /// `crash-write DIR N`: appends N messages in batches of 1,000, then SIGKILLs itself.

@@ -226,6 +226,9 @@ pub fn dataset(dir: &Path, mailboxes: &[(&str, u64)], batch: usize, seed: u64) -
         options().segment_capacity
     );
     if built(dir, &spec) {
+        // Opened once, so that a data dir written in an older format is upgraded here
+        // and not inside the first timed run that opens it.
+        drop(open_dir(dir)?);
         return Ok(());
     }
     eprintln!("building dataset {} ({spec}) ...", dir.display());
