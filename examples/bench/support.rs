@@ -16,7 +16,7 @@ pub const BATCH: usize = 100;
 /// Messages per batch when building the large datasets (the CLI's `append` batch).
 pub const BUILD_BATCH: usize = 1000;
 /// Bumped when the generator or the dataset layout changes, to rebuild old datasets.
-pub const DATASET_VERSION: u32 = 5;
+pub const DATASET_VERSION: u32 = 6;
 
 pub fn now() -> i64 {
     std::time::SystemTime::now()
