@@ -316,10 +316,7 @@ pub fn scen_sync_empty(sizes: &[u64], reps: usize, rows: &mut Vec<Row>) -> Resul
         if b.n == 10 * a.n && a.n >= 100_000 {
             rows.push(Row {
                 what: format!("growth {}k -> {}k", a.n / 1000, b.n / 1000),
-                figure: format!(
-                    "{growth:.1}x (medians); per rep {}",
-                    fmt_list(&per_rep, 1)
-                ),
+                figure: format!("{growth:.1}x (medians); per rep {}", fmt_list(&per_rep, 1)),
                 target: "<= 12x".into(),
                 pass: growth <= 12.0,
             });
