@@ -60,12 +60,13 @@ pub(crate) fn copy_batches(
 ) -> Result<(), NodeError> {
     // A body an earlier copy stored (two documents naming it, their copies queued one
     // after the other) is not read again.
-    let mut raw = Vec::with_capacity(ids.len());
-    for id in ids {
-        if !to.blob_has(&id.0)? {
-            raw.push(id.0);
-        }
-    }
+    let all: Vec<[u8; 32]> = ids.iter().map(|id| id.0).collect();
+    let have = to.blob_has_many(&all)?;
+    let raw: Vec<[u8; 32]> = all
+        .into_iter()
+        .zip(have)
+        .filter_map(|(id, has)| (!has).then_some(id))
+        .collect();
     // The bodies of a batch, one after the other in `data` (kept from batch to batch: a
     // buffer per body was a malloc, a free and fresh pages for every message).
     let mut data: Vec<u8> = Vec::with_capacity(2 * COPY_BATCH_BYTES);

@@ -46,6 +46,9 @@ impl Kv for TimedKv {
     fn blob_has(&self, id: &[u8; 32]) -> Result<bool, StoreError> {
         self.inner.blob_has(id)
     }
+    fn blob_has_many(&self, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
+        self.inner.blob_has_many(ids)
+    }
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
         self.inner.blob_put(id, bytes)
     }

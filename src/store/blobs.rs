@@ -348,6 +348,15 @@ impl Blobs {
         Ok(st.keys.get(id, &|loc| l.packs.read_id(loc))?.is_some())
     }
 
+    /// [`Blobs::has`] of each of `ids`, under one hold of the keydir's lock.
+    pub fn has_many(&self, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
+        let l = self.loaded()?;
+        let st = l.lock();
+        ids.iter()
+            .map(|id| Ok(st.keys.get(id, &|loc| l.packs.read_id(loc))?.is_some()))
+            .collect()
+    }
+
     /// Stores the bodies not stored yet, with one pack write (not durable before
     /// [`Blobs::sync`]).
     pub fn put_many(&self, blobs: &[([u8; 32], &[u8])]) -> Result<(), StoreError> {

@@ -104,6 +104,13 @@ pub trait Kv: Send + Sync {
     fn idle(&self) {}
     fn blob_get(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
     fn blob_has(&self, id: &[u8; 32]) -> Result<bool, StoreError>;
+    /// [`Kv::blob_has`] of each of `ids`, in order (the default asks one by one); an
+    /// engine with a lock around its index takes it once, so that a thread checking many
+    /// bodies does not contend with a thread storing them (the sync's two threads did,
+    /// once per body each).
+    fn blob_has_many(&self, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
+        ids.iter().map(|id| self.blob_has(id)).collect()
+    }
     /// Stores a blob (not yet durable: flushed with the next [`Kv::flush`]).
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError>;
     /// Stores several blobs, as [`Kv::blob_put`] does one by one (the default); an engine

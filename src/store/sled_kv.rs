@@ -370,6 +370,10 @@ impl Kv for SledKv {
         self.blobs.has(id)
     }
 
+    fn blob_has_many(&self, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
+        self.blobs.has_many(ids)
+    }
+
     fn blob_put(&self, id: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
         self.blob_put_many(&[(*id, bytes)])
     }
