@@ -267,9 +267,12 @@ impl Replica {
         // One look at the body index for the change's bodies (a bulk change names
         // thousands, and the copier stores bodies into the same index meanwhile).
         let ids: Vec<[u8; 32]> = cm.blobs.iter().map(|b| b.0).collect();
-        let have = self.kv.blob_has_many(&ids).unwrap_or_default();
-        for (i, b) in cm.blobs.iter().enumerate() {
-            if have.get(i).copied().unwrap_or(false) {
+        let have = self
+            .kv
+            .blob_has_many(&ids)
+            .unwrap_or_else(|_| vec![false; ids.len()]);
+        for (b, has) in cm.blobs.iter().zip(have) {
+            if has {
                 continue;
             }
             lacking += 1;

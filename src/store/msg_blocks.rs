@@ -19,7 +19,7 @@
 //! has. A block written whole by format 6 reads the same way (one value, longer than a
 //! part); the format 7 upgrade splits such blocks ([`split_whole`]).
 
-use super::tables::{decode, encode, CHUNK_PART};
+use super::tables::{decode, encode, part_key, CHUNK_PART};
 use super::{Batch, Kv, StoreError};
 use crate::crdt::view::MsgRec;
 use crate::model::{Guid, MailboxId};
@@ -50,11 +50,6 @@ pub(crate) fn key_msg_block(mb: &MailboxId, w: u64) -> Vec<u8> {
 /// Prefix of a mailbox's message records.
 pub fn prefix_msgs(mb: &MailboxId) -> Vec<u8> {
     [b"N".as_slice(), mb.as_bytes()].concat()
-}
-
-/// Part `p` (from 1) of the block at `key`.
-fn key_part(key: &[u8], p: u32) -> Vec<u8> {
-    [key, &p.to_be_bytes()].concat()
 }
 
 /// A block's bytes as stored, to write back only what changed.
@@ -135,19 +130,11 @@ pub(crate) fn write(
                 .get(p * CHUNK_PART..)
                 .is_some_and(|o| o[..o.len().min(CHUNK_PART)] == *part);
         if !same {
-            put(at(key, p as u32), Some(part.to_vec()));
+            put(part_key(key, p as u32), Some(part.to_vec()));
         }
     }
     for p in n..old.values {
-        put(at(key, p), None);
-    }
-}
-
-/// The key of part `p` (0: the block's own key).
-fn at(key: &[u8], p: u32) -> Vec<u8> {
-    match p {
-        0 => key.to_vec(),
-        p => key_part(key, p),
+        put(part_key(key, p), None);
     }
 }
 
@@ -232,7 +219,7 @@ pub(crate) fn split_whole(kv: &dyn Kv) -> Result<usize, StoreError> {
         let mut batch: Batch = Vec::new();
         for (key, bytes) in &whole {
             for (p, part) in bytes.chunks(CHUNK_PART).enumerate() {
-                batch.push((at(key, p as u32), Some(part.to_vec())));
+                batch.push((part_key(key, p as u32), Some(part.to_vec())));
             }
         }
         split += whole.len();
@@ -390,7 +377,7 @@ mod tests {
         let mb = MailboxId::from_slice(&[5; 16]).expect("id");
         let key = key_msg_block(&mb, 1);
         replace(&kv, &key, &block(100));
-        kv.apply(vec![(key_part(&key, 1), None)])
+        kv.apply(vec![(part_key(&key, 1), None)])
             .expect("drop a part");
         assert!(read(&kv, &key).is_err());
         assert!(scan(&kv, b"N", &mut |_, _| true).is_err());

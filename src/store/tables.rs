@@ -68,10 +68,18 @@ pub fn key_doc_meta(doc: &str) -> Vec<u8> {
 fn key_chunk(doc: &str, i: u64) -> Vec<u8> {
     [b"D", doc.as_bytes(), &[0], &i.to_be_bytes()].concat()
 }
-/// Part `p` (from 1) of chunk `i`: part 0 is at [`key_chunk`], so chunks written whole by
-/// earlier versions read the same way.
+/// Part `p` of chunk `i`: part 0 is at [`key_chunk`], so chunks written whole by earlier
+/// versions read the same way.
 fn key_chunk_part(doc: &str, i: u64, p: u32) -> Vec<u8> {
-    [key_chunk(doc, i).as_slice(), &p.to_be_bytes()].concat()
+    part_key(&key_chunk(doc, i), p)
+}
+/// The key of part `p` of a value stored in parts under `key` (document chunks, message
+/// blocks): part 0 is `key` itself, part `p` from 1 is `key` followed by `p` (be).
+pub(crate) fn part_key(key: &[u8], p: u32) -> Vec<u8> {
+    match p {
+        0 => key.to_vec(),
+        p => [key, &p.to_be_bytes()].concat(),
+    }
 }
 
 /// Chunks are stored in parts of at most this many bytes. sled keeps a tree page whose
@@ -363,11 +371,7 @@ impl<'a> Tx<'a> {
             return;
         }
         for (p, part) in bytes.chunks(CHUNK_PART).enumerate() {
-            let key = match p {
-                0 => key_chunk(doc, i),
-                p => key_chunk_part(doc, i, p as u32),
-            };
-            self.put_raw(key, part.to_vec());
+            self.put_raw(key_chunk_part(doc, i, p as u32), part.to_vec());
         }
     }
 
